@@ -1,1 +1,123 @@
-//! hookrouter
+//! hookrouter: a durable webhook router that runs user code as WebAssembly.
+//!
+//! # Event flow
+//!
+//! The modules in the order an event passes through them:
+//!
+//! 1. [`ingress`] — `POST /webhooks/{source}`: body limit, signature
+//!    ([`ingress::verify`]), JSON, event type and id ([`ingress::presets`]).
+//! 2. [`router`] — event type and source → plugin names (a pure function).
+//! 3. [`store`] — the event and one delivery per plugin are committed by the
+//!    group-committing writer; only then does the ingress answer `202`.
+//! 4. [`dispatch`] — workers lease due deliveries and run each in a fresh
+//!    sandboxed instance from [`plugins`]; the outcome is stored atomically with
+//!    its effects (forwards, emitted events) or scheduled for retry / dead-lettered.
+//! 5. [`outbox`] — forwards are POSTed by the host, with their own retries.
+//! 6. [`reload`] — a watcher swaps the plugin set and the [`config`] atomically.
+//!
+//! Around them: [`admin`] (health, metrics, admin API), [`metrics`], [`live`]
+//! (the running config snapshot), [`event`] (the one `Event` type) and [`cli`].
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod event;
+mod http;
+pub mod ingress;
+pub mod live;
+pub mod metrics;
+pub mod outbox;
+pub mod plugins;
+pub mod reload;
+pub mod router;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::plugins::{EngineOptions, Limits, PluginEngine, PluginRegistry};
+use crate::store::Store;
+
+/// How long shutdown waits for in-flight deliveries and forwards.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Builds the plugin engine the config asks for. The compile cache lives beside
+/// the store, so a restart does not recompile unchanged plugins.
+pub fn plugin_engine(config: &Config) -> anyhow::Result<PluginEngine> {
+    let cache_dir = config
+        .store
+        .path
+        .parent()
+        .map(|d| d.join("plugin-cache"))
+        .unwrap_or_else(|| "plugin-cache".into());
+    PluginEngine::new(EngineOptions {
+        limits: Limits::from_config(config.plugins.timeout.as_millis() as u64, config.plugins.memory_bytes >> 20),
+        cache_dir: Some(cache_dir),
+        ..EngineOptions::default()
+    })
+}
+
+/// Runs the router on the given listeners until `shutdown` resolves: stops
+/// accepting webhooks, lets in-flight deliveries and forwards finish (or gives
+/// their leases back), then returns.
+pub async fn run(
+    config: Config,
+    ingress_listener: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    for w in &config.warnings {
+        tracing::warn!("{}: {w}", config.path.display());
+    }
+    let store = Store::open(&config.store.path, config.store.max_backlog)?;
+    let reader = Arc::new(store.reader()?);
+    let registry = Arc::new(PluginRegistry::new(plugin_engine(&config)?));
+    let plugin_dir = config.plugins.dir.clone();
+    if plugin_dir.is_dir() {
+        let set = registry.load_dir(&plugin_dir).with_context(|| format!("cannot read plugin folder {}", plugin_dir.display()))?;
+        for p in set.plugins() {
+            tracing::info!(plugin = p.name(), version = p.short_version(), "plugin loaded");
+        }
+    } else {
+        tracing::warn!(dir = %plugin_dir.display(), "plugin folder does not exist yet; deliveries wait for plugins to appear");
+    }
+    let header_timeout = config.server.header_timeout;
+    let live = live::shared(config);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let dispatcher = dispatch::Dispatcher { store: store.clone(), live: live.clone(), registry: registry.clone() };
+    let dispatch_task = tokio::spawn(dispatcher.run(stop_rx.clone()));
+    let outbox = outbox::Outbox::new(store.clone(), live.clone())?;
+    let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
+    let reload_task = reload::spawn(live.clone(), registry.clone(), store.clone(), stop_rx.clone())?;
+
+    let ingress = ingress::Ingress { live: live.clone(), store: store.clone() };
+    let admin = admin::Admin { live: live.clone(), store: store.clone(), reader, registry };
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin, async {
+        let _ = admin_stop_rx.await;
+    }));
+
+    ingress::serve(ingress_listener, ingress, header_timeout, shutdown).await;
+    tracing::info!("shutting down: ingress closed, finishing in-flight work");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let _ = dispatch_task.await;
+        let _ = outbox_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; its leases are released on the next start");
+    }
+    reload_task.abort();
+    let _ = admin_stop_tx.send(());
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}

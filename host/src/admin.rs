@@ -1,0 +1,177 @@
+//! The admin listener: health, readiness, metrics and the admin API.
+//!
+//! Owns: `GET /healthz`, `/readyz`, `/metrics`, `/admin/*`, and the optional
+//! bearer token that guards `/admin/*` and `/metrics`.
+//! Never: serves webhooks; it listens on its own (loopback by default) address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::http::{self, Body};
+use crate::live::Shared;
+use crate::metrics::METRICS;
+use crate::plugins::Registry;
+use crate::store::{ReplayTarget, Reader, Store};
+
+#[derive(Clone)]
+pub(crate) struct Admin {
+    pub live: Shared,
+    pub store: Store,
+    pub reader: Arc<Reader>,
+    pub registry: Registry,
+}
+
+impl Admin {
+    async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        match (&method, path.as_str()) {
+            (&Method::GET, "/healthz") => return http::text(StatusCode::OK, "ok\n", "text/plain"),
+            (&Method::GET, "/readyz") => {
+                let live = self.live.load();
+                return if self.store.backlog() < live.config.store.max_backlog {
+                    http::text(StatusCode::OK, "ready\n", "text/plain")
+                } else {
+                    http::text(StatusCode::SERVICE_UNAVAILABLE, "store backlog full\n", "text/plain")
+                };
+            }
+            _ => {}
+        }
+        if let Some(token) = self.live.load().config.admin_token.as_deref() {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+                let mut resp = http::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                return resp;
+            }
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["metrics"]) => {
+                METRICS.backlog.set(self.store.backlog() as i64);
+                http::text(
+                    StatusCode::OK,
+                    METRICS.encode(),
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            }
+            (&Method::GET, ["admin", "plugins"]) => http::json(StatusCode::OK, &self.registry.describe()),
+            (&Method::GET, ["admin", "routes"]) => {
+                let live = self.live.load();
+                let routes: Vec<_> = live
+                    .config
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "events": r.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+                            "source": r.source.as_ref().map(|s| s.as_str()),
+                            "plugins": r.plugins.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                let sources: Vec<_> = live
+                    .config
+                    .sources
+                    .iter()
+                    .map(|s| json!({ "name": s.name.as_str(), "preset": s.preset, "scheme": s.scheme_name }))
+                    .collect();
+                http::json(StatusCode::OK, &json!({ "routes": routes, "sources": sources }))
+            }
+            (&Method::GET, ["admin", "events", id]) => {
+                let id = id.to_string();
+                self.query(move |r| {
+                    Ok(match r.event(&id)? {
+                        None => http::error(StatusCode::NOT_FOUND, format!("no event {id:?}")),
+                        Some(rec) => http::json(StatusCode::OK, &json!({
+                            "id": rec.event.id,
+                            "source": rec.event.source,
+                            "type": rec.event.event_type,
+                            "external_id": rec.event.external_id,
+                            "received_at": rec.event.received_at_rfc3339(),
+                            "hops": rec.event.hops,
+                            "data": serde_json::from_str::<serde_json::Value>(&rec.event.body).unwrap_or(serde_json::Value::Null),
+                            "deliveries": rec.deliveries,
+                        })),
+                    })
+                })
+                .await
+            }
+            (&Method::GET, ["admin", "dead"]) => {
+                self.query(|r| Ok(http::json(StatusCode::OK, &json!({ "dead": r.dead(1000)? })))).await
+            }
+            (&Method::GET, ["admin", "dead", id]) => {
+                let id = id.to_string();
+                self.query(move |r| {
+                    Ok(match r.dead_entry(&id)? {
+                        None => http::error(StatusCode::NOT_FOUND, format!("no dead entry {id:?}")),
+                        Some((entry, event)) => {
+                            let mut v = serde_json::to_value(&entry).unwrap_or_default();
+                            v["data"] = serde_json::from_str(&event.body).unwrap_or(serde_json::Value::Null);
+                            http::json(StatusCode::OK, &v)
+                        }
+                    })
+                })
+                .await
+            }
+            (&Method::POST, ["admin", "dead", "replay"]) => self.replay(ReplayTarget::All).await,
+            (&Method::POST, ["admin", "dead", id, "replay"]) => {
+                if crate::store::parse_dead_id(id).is_none() {
+                    return http::error(StatusCode::BAD_REQUEST, format!("invalid dead entry id {id:?} (expected d-N or o-N)"));
+                }
+                self.replay(ReplayTarget::One(id.to_string())).await
+            }
+            (_, ["metrics"] | ["admin", ..]) if method != Method::GET && method != Method::POST => {
+                http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => http::error(StatusCode::NOT_FOUND, format!("not found: {path}")),
+        }
+    }
+
+    async fn replay(&self, target: ReplayTarget) -> Response<Body> {
+        let one = matches!(target, ReplayTarget::One(_));
+        match self.store.replay(target).await {
+            Ok(0) if one => http::error(StatusCode::NOT_FOUND, "no such dead entry"),
+            Ok(n) => http::json(StatusCode::OK, &json!({ "replayed": n })),
+            Err(e) => http::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
+    }
+
+    async fn query(
+        &self,
+        f: impl FnOnce(&Reader) -> anyhow::Result<Response<Body>> + Send + 'static,
+    ) -> Response<Body> {
+        let reader = self.reader.clone();
+        match tokio::task::spawn_blocking(move || f(&reader)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => http::error(StatusCode::SERVICE_UNAVAILABLE, format!("store query failed: {e}")),
+            Err(e) => http::error(StatusCode::SERVICE_UNAVAILABLE, format!("store query failed: {e}")),
+        }
+    }
+}
+
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    admin: Admin,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let admin = Arc::new(admin);
+    http::serve(
+        listener,
+        Duration::from_secs(10),
+        move |req| (*admin).clone().handle(req),
+        shutdown,
+        Duration::from_secs(2),
+    )
+    .await;
+}

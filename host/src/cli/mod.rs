@@ -1,0 +1,139 @@
+//! The command line: `serve`, `check`, `send`, `run-plugin` and `dead`.
+//!
+//! Owns: argument parsing, exit codes and what each command prints.
+//! Never: holds router logic; each command calls the library.
+
+mod check;
+mod dead;
+mod send;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+/// hookrouter: a durable webhook router that runs user code as WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "hookrouter", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The router's config file.
+    #[arg(long, global = true, default_value = "router.toml")]
+    config: PathBuf,
+    /// Log format on stderr (filter with RUST_LOG, default "info").
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the router (the default).
+    Serve,
+    /// Validate the config and every plugin; print sources, routes and plugins.
+    Check,
+    /// Send a correctly signed test event to a running router.
+    Send(send::SendArgs),
+    /// Run one plugin on one event and print its actions as JSON lines.
+    RunPlugin {
+        /// The plugin file.
+        plugin: PathBuf,
+        /// The event: a JSON body, or an Optum-style envelope.
+        #[arg(long)]
+        event: PathBuf,
+        /// A config entry handed to the plugin (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+    },
+    /// Inspect and replay dead deliveries and forwards.
+    Dead {
+        #[command(subcommand)]
+        command: dead::DeadCommand,
+    },
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+    }
+}
+
+/// Runs the command; `Err` is printed as one line by `main`.
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.config;
+    let load = || Config::load(&config_path).map_err(anyhow::Error::from);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let config = load()?;
+            serve(config)
+        }
+        Command::Check => Ok(check::run(&config_path)),
+        Command::Send(args) => send::run(&config_path, args),
+        Command::RunPlugin { plugin, event, sets } => {
+            crate::plugins::cli::run_plugin_command(&plugin, &event, &sets)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dead { command } => dead::run(&load()?, command),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let ingress = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+        let admin = tokio::net::TcpListener::bind(config.server.admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (server.admin_listen)", config.server.admin_listen))?;
+        // One line on stdout, so scripts and tests can find the ports (`:0` picks free ones).
+        println!(
+            "hookrouter listening on http://{} (admin http://{})",
+            ingress.local_addr()?,
+            admin.local_addr()?
+        );
+        crate::run(config, ingress, admin, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

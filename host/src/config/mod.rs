@@ -1,0 +1,188 @@
+//! `router.toml`: loading, validation, and the resolved [`Config`] the router runs on.
+//!
+//! Owns: turning a file (and the secrets named in it, read from the environment)
+//! into a `Config` where every cross-field rule holds, and errors that quote the
+//! file, line, column and key at fault.
+//! Never: opens sockets or the store; nothing here has side effects beyond reading
+//! the file and the environment.
+
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{EventPattern, PluginName, SourceName};
+
+use crate::ingress::presets::Extractor;
+use crate::ingress::verify::Verifier;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub server: Server,
+    pub store: Store,
+    pub plugins: Plugins,
+    pub outbox: Retry,
+    /// Environment variable holding the admin API's bearer token, if any.
+    pub admin_token_env: Option<String>,
+    pub admin_token: Option<String>,
+    pub sources: Vec<Source>,
+    pub routes: Vec<Route>,
+    pub plugin_settings: BTreeMap<PluginName, PluginSettings>,
+    /// Things worth a user's attention that do not stop the router.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    pub path: PathBuf,
+    pub max_backlog: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plugins {
+    pub dir: PathBuf,
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub retry: Retry,
+    pub workers: usize,
+}
+
+/// Retry policy (and worker count) for plugin deliveries or the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub base: Duration,
+    /// Per-request timeout (outbox only; plugins use `Plugins::timeout`).
+    pub timeout: Duration,
+    pub workers: usize,
+}
+
+impl Retry {
+    /// The delay before attempt `attempt + 1`, after `attempt` failures (1-based):
+    /// `base × 2^(attempt−1)`, capped at 5 minutes, with ±20% jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(20);
+        let raw = self.base.saturating_mul(1u32 << exp);
+        let capped = raw.min(Duration::from_secs(300));
+        capped.mul_f64(0.8 + 0.4 * fastrand::f64())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: SourceName,
+    pub type_from: Extractor,
+    pub id_from: Option<Extractor>,
+    pub verifier: Verifier,
+    /// Names of the environment variables the secrets came from (for `check`).
+    pub secret_envs: Vec<String>,
+    pub preset: Option<String>,
+    pub scheme_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub events: Vec<EventPattern>,
+    pub source: Option<SourceName>,
+    pub plugins: Vec<PluginName>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginSettings {
+    pub config: BTreeMap<String, String>,
+    /// `host` or `host:port` entries its forwards may reach.
+    pub allow_forward: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates `path`, taking secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, &|k| std::env::var(k).ok())
+    }
+
+    /// Like [`Config::load`], with the environment given as a function (for tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            key: String::new(),
+            message: format!("cannot read config: {e}"),
+        })?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Validates `text` as if read from `path` (relative paths resolve against its folder).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        validate::parse(path, text, env)
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name.as_str() == name)
+    }
+
+    pub fn settings(&self, plugin: &str) -> Option<&PluginSettings> {
+        self.plugin_settings.get(plugin)
+    }
+
+    /// Every plugin name that some route names, sorted and without repeats.
+    pub fn routed_plugins(&self) -> Vec<PluginName> {
+        let mut names: Vec<PluginName> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.plugins.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// One precise line: `router.toml:14:9: routes[1].source: unknown source "optm"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column.
+    pub position: Option<(usize, usize)>,
+    /// The key at fault, as a path (`routes[1].source`); empty when unknown.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests;

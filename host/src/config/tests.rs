@@ -1,0 +1,102 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "OPTUM_WEBHOOK_SECRET" | "OLD" | "NEW" | "ACME_WEBHOOK_SECRET" => Some(format!("{k}-value")),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/hookrouter/router.toml"), text, &env)
+}
+
+#[test]
+fn empty_file_gets_documented_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:8081");
+    assert_eq!(c.server.max_body_bytes, 1_048_576);
+    assert_eq!(c.store.path, Path::new("/etc/hookrouter/data/hookrouter.db"));
+    assert_eq!(c.plugins.dir, Path::new("/etc/hookrouter/plugins"));
+    assert_eq!(c.plugins.timeout, Duration::from_millis(1000));
+    assert_eq!(c.plugins.memory_bytes, 64 << 20);
+    assert_eq!(c.plugins.retry.max_attempts, 8);
+    assert_eq!(c.plugins.retry.base, Duration::from_millis(1000));
+    // The outbox inherits the plugin retry keys unless [outbox] sets its own.
+    assert_eq!(c.outbox.max_attempts, 8);
+    assert_eq!(c.outbox.base, Duration::from_millis(1000));
+}
+
+#[test]
+fn optum_preset_fills_type_id_and_verification() {
+    let c = parse("[[sources]]\nname = \"optum\"\npreset = \"optum\"\n").unwrap();
+    let s = c.source("optum").unwrap();
+    assert_eq!(s.type_from.to_string(), "/type");
+    assert_eq!(s.id_from.as_ref().unwrap().to_string(), "/causationId");
+    assert_eq!(s.scheme_name, "hmac-sha256");
+    assert_eq!(s.secret_envs, ["OPTUM_WEBHOOK_SECRET"]);
+}
+
+#[test]
+fn explicit_keys_override_the_preset() {
+    let c = parse(
+        "[[sources]]\nname = \"optum\"\npreset = \"optum\"\nid_from = \"/id\"\n\
+         verify = { header = \"X-Other\", secret_env = [\"OLD\", \"NEW\"] }\n",
+    )
+    .unwrap();
+    let s = c.source("optum").unwrap();
+    assert_eq!(s.id_from.as_ref().unwrap().to_string(), "/id");
+    assert_eq!(s.secret_envs, ["OLD", "NEW"]);
+    assert_eq!(s.scheme_name, "hmac-sha256");
+}
+
+#[test]
+fn source_name_with_dash_maps_to_env_name() {
+    let e = parse("[[sources]]\nname = \"acme-pay\"\ntype_from = \"/t\"\nverify = { scheme = \"stripe\" }\n")
+        .unwrap_err();
+    assert!(e.to_string().contains("ACME_PAY_WEBHOOK_SECRET is not set"), "{e}");
+}
+
+#[test]
+fn errors_carry_line_column_and_key() {
+    let e = parse("[[sources]]\nname = \"optum\"\npreset = \"optum\"\n\n[[routes]]\nevents = [\"*\"]\nsource = \"optm\"\nplugins = [\"a\"]\n")
+        .unwrap_err();
+    assert_eq!(e.position, Some((7, 10)));
+    assert_eq!(e.key, "routes[0].source");
+    assert_eq!(e.to_string(), "/etc/hookrouter/router.toml:7:10: routes[0].source: unknown source \"optm\"");
+}
+
+#[test]
+fn plugin_config_scalars_become_strings() {
+    let c = parse(
+        "[[routes]]\nevents = [\"*\"]\nplugins = [\"p\"]\n[plugin.p]\nconfig = { threshold = 1000, on = true, name = \"x\" }\n",
+    )
+    .unwrap();
+    let s = c.settings("p").unwrap();
+    assert_eq!(s.config["threshold"], "1000");
+    assert_eq!(s.config["on"], "true");
+    assert_eq!(s.config["name"], "x");
+}
+
+#[test]
+fn unused_plugin_settings_and_unsigned_sources_warn() {
+    let c = parse("[[sources]]\nname = \"open\"\ntype_from = \"/t\"\n[plugin.lonely]\n").unwrap();
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+}
+
+#[test]
+fn backoff_doubles_caps_and_jitters() {
+    let r = Retry { max_attempts: 8, base: Duration::from_secs(1), timeout: Duration::ZERO, workers: 1 };
+    for _ in 0..100 {
+        let d1 = r.backoff(1).as_secs_f64();
+        assert!((0.8..=1.2).contains(&d1), "{d1}");
+        let d3 = r.backoff(3).as_secs_f64();
+        assert!((3.2..=4.8).contains(&d3), "{d3}");
+        let d20 = r.backoff(20).as_secs_f64();
+        assert!((240.0..=360.0).contains(&d20), "capped at 5 min ± 20%: {d20}");
+    }
+}

@@ -1,0 +1,334 @@
+//! Cross-field validation: from a [`RawConfig`] to a resolved [`Config`].
+//!
+//! Owns: rules that relate keys to each other (unknown sources, duplicate names,
+//! unset secrets), resolving presets and relative paths, and error positions.
+//! Never: touches anything but the text it is given and the `env` function.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{RawConfig, RawSource, SourceName};
+use super::{Config, ConfigError, PluginSettings, Plugins, Retry, Route, Server, Source, Store};
+use crate::ingress::presets::{Extractor, Preset};
+use crate::ingress::verify::{Scheme, Verifier};
+
+const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// Errors carry positions computed from byte offsets into the file's text.
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Option<Range<usize>>, key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.to_path_buf(),
+            position: span.filter(|s| s.end > 0).map(|s| line_col(self.text, s.start)),
+            key: key.into(),
+            message: msg.into(),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+pub(super) fn parse(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let cx = Ctx { path, text };
+    let raw: RawConfig = deserialize(&cx)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let resolve = |p: &str| -> PathBuf {
+        let p = PathBuf::from(p);
+        if p.is_absolute() { p } else { base.join(p) }
+    };
+    let mut warnings = Vec::new();
+
+    if let Some(v) = raw.version.filter(|v| *v != 1) {
+        return Err(cx.err(None, "version", format!("unsupported version {v} (this hookrouter reads version 1)")));
+    }
+
+    // [server]
+    let addr = |s: &Spanned<String>, key: &str| -> Result<SocketAddr, ConfigError> {
+        s.get_ref().parse().map_err(|e| {
+            cx.err(Some(s.span()), key, format!("invalid address {:?}: {e} (expected IP:PORT)", s.get_ref()))
+        })
+    };
+    let listen = addr(&raw.server.listen, "server.listen")?;
+    let admin_listen = addr(&raw.server.admin_listen, "server.admin_listen")?;
+    if listen == admin_listen && listen.port() != 0 {
+        return Err(cx.err(
+            Some(raw.server.admin_listen.span()),
+            "server.admin_listen",
+            format!("must differ from server.listen ({listen})"),
+        ));
+    }
+    let positive = |v: u64, key: &str| -> Result<u64, ConfigError> {
+        if v == 0 { Err(cx.err(None, key, "must be greater than 0")) } else { Ok(v) }
+    };
+    let server = Server {
+        listen,
+        admin_listen,
+        max_body_bytes: positive(raw.server.max_body_bytes, "server.max_body_bytes")?,
+        header_timeout: Duration::from_millis(positive(raw.server.header_timeout_ms, "server.header_timeout_ms")?),
+        body_timeout: Duration::from_millis(positive(raw.server.body_timeout_ms, "server.body_timeout_ms")?),
+    };
+
+    // [store], [plugins], [outbox]
+    let store = Store {
+        path: resolve(&raw.store.path),
+        max_backlog: positive(raw.store.max_backlog as u64, "store.max_backlog")? as usize,
+    };
+    let p = &raw.plugins;
+    let in_range = |v: u64, lo: u64, hi: u64, key: &str| -> Result<u64, ConfigError> {
+        if (lo..=hi).contains(&v) { Ok(v) } else { Err(cx.err(None, key, format!("{v} is out of range {lo}..={hi}"))) }
+    };
+    let plugin_retry = Retry {
+        max_attempts: in_range(p.max_attempts.into(), 1, 1000, "plugins.max_attempts")? as u32,
+        base: Duration::from_millis(in_range(p.retry_base_ms, 1, 3_600_000, "plugins.retry_base_ms")?),
+        timeout: Duration::from_millis(in_range(p.timeout_ms, 1, MAX_TIMEOUT_MS, "plugins.timeout_ms")?),
+        workers: in_range(p.workers as u64, 1, 256, "plugins.workers")? as usize,
+    };
+    let plugins = Plugins {
+        dir: resolve(&p.dir),
+        timeout: plugin_retry.timeout,
+        memory_bytes: in_range(p.memory_mb, 1, 4096, "plugins.memory_mb")? * 1024 * 1024,
+        retry: plugin_retry.clone(),
+        workers: plugin_retry.workers,
+    };
+    let outbox = match &raw.outbox {
+        None => Retry { timeout: Duration::from_secs(10), ..plugin_retry.clone() },
+        Some(o) => Retry {
+            max_attempts: in_range(o.max_attempts.unwrap_or(plugin_retry.max_attempts).into(), 1, 1000, "outbox.max_attempts")? as u32,
+            base: o.retry_base_ms.map_or(Ok(plugin_retry.base), |ms| {
+                in_range(ms, 1, 3_600_000, "outbox.retry_base_ms").map(Duration::from_millis)
+            })?,
+            timeout: Duration::from_millis(in_range(o.timeout_ms.unwrap_or(10_000), 1, MAX_TIMEOUT_MS, "outbox.timeout_ms")?),
+            workers: in_range(o.workers.unwrap_or(plugin_retry.workers) as u64, 1, 256, "outbox.workers")? as usize,
+        },
+    };
+
+    // [admin]
+    let admin_token = match &raw.admin.token_env {
+        None => None,
+        Some(var) => Some(env(var).filter(|t| !t.is_empty()).ok_or_else(|| {
+            cx.err(None, "admin.token_env", format!("environment variable {var} is not set"))
+        })?),
+    };
+
+    // [[sources]]
+    let mut sources: Vec<Source> = Vec::new();
+    let mut seen: HashMap<&SourceName, Range<usize>> = HashMap::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        if let Some(first) = seen.get(s.name.get_ref()) {
+            let (line, _) = line_col(text, first.start);
+            return Err(cx.err(
+                Some(s.name.span()),
+                format!("sources[{i}].name"),
+                format!("duplicate source {:?} (already defined at line {line}): two sources on one path", s.name.get_ref().as_str()),
+            ));
+        }
+        seen.insert(s.name.get_ref(), s.name.span());
+        sources.push(source(&cx, i, s, env, &mut warnings)?);
+    }
+
+    // [[routes]]
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some(m) = &r.content_match {
+            return Err(cx.err(Some(m.span()), format!("routes[{i}].match"), "content filters are not supported yet; route on event type and source"));
+        }
+        if r.events.get_ref().is_empty() {
+            return Err(cx.err(Some(r.events.span()), format!("routes[{i}].events"), "must name at least one event pattern"));
+        }
+        if r.plugins.get_ref().is_empty() {
+            return Err(cx.err(Some(r.plugins.span()), format!("routes[{i}].plugins"), "must name at least one plugin"));
+        }
+        let source = match &r.source {
+            None => None,
+            Some(name) => match sources.iter().find(|s| s.name.as_str() == name.get_ref()) {
+                Some(s) => Some(s.name.clone()),
+                None => {
+                    return Err(cx.err(Some(name.span()), format!("routes[{i}].source"), format!("unknown source {:?}", name.get_ref())));
+                }
+            },
+        };
+        routes.push(Route {
+            events: r.events.get_ref().clone(),
+            source,
+            plugins: r.plugins.get_ref().iter().map(|p| p.get_ref().clone()).collect(),
+        });
+    }
+
+    // [plugin.NAME]
+    let mut plugin_settings = BTreeMap::new();
+    for (name, settings) in &raw.plugin {
+        let key = format!("plugin.{}", name.get_ref());
+        let mut config = BTreeMap::new();
+        for (k, v) in &settings.config {
+            let value = match v.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(cx.err(Some(v.span()), format!("{key}.config.{k}"), format!("must be a string, number or boolean, not {}", other.type_str())));
+                }
+            };
+            config.insert(k.clone(), value);
+        }
+        let mut allow_forward = Vec::new();
+        for (j, host) in settings.allow_forward.iter().enumerate() {
+            let h = host.get_ref();
+            if !valid_host(h) {
+                return Err(cx.err(Some(host.span()), format!("{key}.allow_forward[{j}]"), format!("invalid entry {h:?}: expected host or host:port")));
+            }
+            allow_forward.push(h.to_ascii_lowercase());
+        }
+        if !routes.iter().any(|r| r.plugins.contains(name.get_ref())) {
+            warnings.push(format!("{key}: no route names plugin {:?}", name.get_ref().as_str()));
+        }
+        plugin_settings.insert(name.get_ref().clone(), PluginSettings { config, allow_forward });
+    }
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        server,
+        store,
+        plugins,
+        outbox,
+        admin_token_env: raw.admin.token_env.clone(),
+        admin_token,
+        sources,
+        routes,
+        plugin_settings,
+        warnings,
+    })
+}
+
+/// Parses the TOML, keeping the path of the key at fault and its position.
+fn deserialize(cx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::parse(cx.text).map_err(|e| cx.err(e.span(), "", e.message().to_string()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if key == "." { String::new() } else { key };
+        cx.err(inner.span(), key, inner.message().to_string())
+    })
+}
+
+fn source(
+    cx: &Ctx<'_>,
+    i: usize,
+    s: &RawSource,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Source, ConfigError> {
+    let key = format!("sources[{i}]");
+    let name = s.name.get_ref();
+    let preset = match &s.preset {
+        None => None,
+        Some(p) => Some(p.get_ref().parse::<Preset>().map_err(|_| {
+            let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+            cx.err(Some(p.span()), format!("{key}.preset"), format!("unknown preset {:?} (expected one of {})", p.get_ref(), names.join(", ")))
+        })?),
+    };
+    let extractor = |spec: &Spanned<String>, what: &str| {
+        Extractor::parse(spec.get_ref()).map_err(|e| cx.err(Some(spec.span()), format!("{key}.{what}"), e.to_string()))
+    };
+    let type_from = match (&s.type_from, preset) {
+        (Some(spec), _) => extractor(spec, "type_from")?,
+        (None, Some(p)) => p.type_from(),
+        (None, None) => {
+            return Err(cx.err(Some(s.name.span()), format!("{key}.type_from"), "is required for a source without a preset (a JSON pointer like \"/type\" or \"header:NAME\")"));
+        }
+    };
+    let id_from = match (&s.id_from, preset) {
+        (Some(spec), _) => Some(extractor(spec, "id_from")?),
+        (None, Some(p)) => Some(p.id_from()),
+        (None, None) => None,
+    };
+
+    // verify: explicit keys override the preset's.
+    let v = s.verify.as_ref().map(|v| v.get_ref());
+    let verify_span = s.verify.as_ref().map(|v| v.span());
+    let preset_scheme = preset.map(|p| p.scheme());
+    let scheme_name = match v.and_then(|v| v.scheme.as_ref()) {
+        Some(sn) => sn.get_ref().clone(),
+        None => preset_scheme.as_ref().map_or("none", |s| s.name()).to_string(),
+    };
+    let header = v.and_then(|v| v.header.clone()).or_else(|| match &preset_scheme {
+        Some(Scheme::HmacSha256 { header }) if scheme_name == "hmac-sha256" => Some(header.clone()),
+        _ => None,
+    });
+    let scheme = Scheme::from_config(&scheme_name, header.as_deref()).map_err(|e| {
+        let span = v.and_then(|v| v.scheme.as_ref()).map(|s| s.span()).or(verify_span.clone());
+        cx.err(span, format!("{key}.verify"), e.to_string())
+    })?;
+    let tolerance = Duration::from_secs(v.and_then(|v| v.tolerance_secs).unwrap_or(300));
+
+    let (secret_envs, env_span) = match v.and_then(|v| v.secret_env.as_ref()) {
+        Some(se) => (se.get_ref().clone().into_vec(), Some(se.span())),
+        None => (vec![format!("{}_WEBHOOK_SECRET", name.as_str().to_ascii_uppercase().replace('-', "_"))], None),
+    };
+    let span = env_span.or(verify_span).unwrap_or(s.name.span());
+    let mut secrets = Vec::new();
+    if matches!(scheme, Scheme::None) {
+        if preset.is_none() && s.verify.is_none() {
+            warnings.push(format!("{key}: source {:?} accepts unsigned requests (verify.scheme = \"none\")", name.as_str()));
+        }
+    } else {
+        if secret_envs.is_empty() || secret_envs.len() > 2 {
+            return Err(cx.err(Some(span), format!("{key}.verify.secret_env"), "name one variable, or two (old and new) while rotating"));
+        }
+        for var in &secret_envs {
+            match env(var) {
+                Some(secret) if !secret.is_empty() => secrets.push(secret),
+                _ => return Err(cx.err(Some(span), format!("{key}.verify.secret_env"), format!("environment variable {var} is not set"))),
+            }
+        }
+    }
+    let verifier = Verifier::new(scheme, secrets, tolerance)
+        .map_err(|e| cx.err(Some(span), format!("{key}.verify"), e.to_string()))?;
+    Ok(Source {
+        name: name.clone(),
+        type_from,
+        id_from,
+        verifier,
+        secret_envs: if scheme_name == "none" { Vec::new() } else { secret_envs },
+        preset: s.preset.as_ref().map(|p| p.get_ref().clone()),
+        scheme_name,
+    })
+}
+
+/// `host` or `host:port`, where host is a DNS name or an IP address.
+fn valid_host(entry: &str) -> bool {
+    let (host, port) = match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, Some(p)),
+        _ => (entry, None),
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    !host.is_empty()
+        && (host.parse::<std::net::IpAddr>().is_ok()
+            || host.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')))
+}

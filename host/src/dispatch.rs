@@ -1,0 +1,224 @@
+//! Dispatch: due delivery → plugin → outcome recorded with its effects.
+//!
+//! Owns: leasing due deliveries, running each in a fresh instance on a blocking
+//! thread (bounded by `plugins.workers`), and turning the result into one store
+//! transaction: forwards into the outbox, emits into new routed events, or a
+//! retry with backoff, or a dead letter.
+//! Never: answers HTTP or performs a forward itself (the outbox does the I/O).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
+
+use crate::event::{Action, Event, unix_ms};
+use crate::live::Shared;
+use crate::metrics::{InvocationLabels, KindLabel, METRICS, PluginLabel};
+use crate::plugins::{PluginError, Registry};
+use crate::store::{ClaimedDelivery, DeliveryOutcome, Emitted, NewForward, Store};
+
+/// `emit` chains longer than this are cut.
+pub const MAX_HOPS: u32 = 8;
+
+/// How long a claimed delivery stays leased beyond its plugin's timeout.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// How often to look for due retries when nothing wakes the loop.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Clone)]
+pub(crate) struct Dispatcher {
+    pub store: Store,
+    pub live: Shared,
+    pub registry: Registry,
+}
+
+impl Dispatcher {
+    /// Runs until `stop` turns true, then waits for in-flight deliveries to finish.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let workers = self.live.load().config.plugins.workers;
+        let slots = Arc::new(Semaphore::new(workers));
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            // Register for wake-ups before looking, so a commit in between is not missed.
+            let store_work = self.store.work.clone();
+            let woken = store_work.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+
+            let free = slots.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                let live = self.live.load();
+                let lease = live.config.plugins.timeout + LEASE_MARGIN;
+                match self.store.claim_deliveries(loaded_names(&self.registry), free, lease).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim deliveries");
+                        Vec::new()
+                    }
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = &mut woken => {}
+                    _ = slots.clone().acquire_owned() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            for delivery in claimed {
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let this = self.clone();
+                let span = tracing::info_span!(
+                    "delivery",
+                    event_id = %delivery.event.id,
+                    event_type = %delivery.event.event_type,
+                    source = %delivery.event.source,
+                    plugin = %delivery.plugin,
+                );
+                tokio::spawn(
+                    async move {
+                        this.deliver(delivery).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+        // Wait for in-flight deliveries: each holds a permit until its outcome is stored.
+        let _ = slots.acquire_many(workers as u32).await;
+    }
+
+    async fn deliver(&self, d: ClaimedDelivery) {
+        let now = || unix_ms(SystemTime::now());
+        let Some(plugin) = self.registry.get(&d.plugin) else {
+            // Removed since the claim: give it back without spending an attempt.
+            let _ = self.store.finish_delivery(d.id, DeliveryOutcome::Release { due_at: now() }).await;
+            return;
+        };
+        let live = self.live.load_full();
+        let settings = live.config.settings(&d.plugin).cloned().unwrap_or_default();
+        let attempt = d.attempts + 1;
+        let version = plugin.short_version().to_string();
+        let event = d.event.clone();
+        let config = settings.config.clone();
+        let started = std::time::Instant::now();
+        let run = tokio::task::spawn_blocking(move || plugin.run(&event, attempt, &config));
+        // Epochs cannot interrupt a blocking host call; this bounds the wait anyway.
+        let result = match tokio::time::timeout(live.config.plugins.timeout + Duration::from_secs(5), run).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(PluginError::Internal {
+                plugin: d.plugin.clone(),
+                event_id: d.event.id.clone(),
+                message: format!("plugin thread failed: {join}"),
+            }),
+            Err(_) => Err(PluginError::Timeout {
+                plugin: d.plugin.clone(),
+                event_id: d.event.id.clone(),
+                timeout: live.config.plugins.timeout,
+            }),
+        };
+        METRICS
+            .plugin_duration
+            .get_or_create(&PluginLabel { plugin: d.plugin.clone() })
+            .observe(started.elapsed().as_secs_f64());
+        let outcome_label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        METRICS
+            .invocations
+            .get_or_create(&InvocationLabels { plugin: d.plugin.clone(), version: version.clone(), outcome: outcome_label })
+            .inc();
+
+        let outcome = match result {
+            Ok(actions) => {
+                let (forwards, emitted) = effects(&live, &d, &settings.allow_forward, actions);
+                tracing::info!(forwards = forwards.len(), emitted = emitted.len(), attempt, version = %version, "delivery done");
+                DeliveryOutcome::Done { version, forwards, emitted }
+            }
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "plugin unavailable; delivery waits");
+                DeliveryOutcome::Release { due_at: now() + 1000 }
+            }
+            Err(e) => {
+                let retry = &live.config.plugins.retry;
+                let retry_at = (attempt < retry.max_attempts).then(|| now() + retry.backoff(attempt).as_millis() as i64);
+                if retry_at.is_some() {
+                    METRICS.retries.get_or_create(&KindLabel { kind: "delivery" }).inc();
+                    tracing::warn!(error = %e, attempt, "delivery failed; will retry");
+                } else {
+                    METRICS.dead_letters.get_or_create(&KindLabel { kind: "delivery" }).inc();
+                    tracing::error!(error = %e, attempt, "delivery failed for the last time; dead-lettered");
+                }
+                DeliveryOutcome::Failed { error: e.to_string(), retry_at }
+            }
+        };
+        if let Err(e) = self.store.finish_delivery(d.id, outcome).await {
+            // The lease expires and the delivery runs again: at-least-once.
+            tracing::error!(error = %e, "cannot record delivery outcome");
+        }
+    }
+}
+
+/// Names of the plugins loaded now: only their deliveries are claimed, so the
+/// deliveries of an absent plugin wait without spending attempts.
+fn loaded_names(registry: &Registry) -> Vec<String> {
+    registry.snapshot().plugins().map(|p| p.name().to_string()).collect()
+}
+
+/// Splits a plugin's actions into outbox entries and routed emitted events.
+fn effects(
+    live: &crate::live::Live,
+    d: &ClaimedDelivery,
+    allow: &[String],
+    actions: Vec<Action>,
+) -> (Vec<NewForward>, Vec<Emitted>) {
+    let mut forwards = Vec::new();
+    let mut emitted = Vec::new();
+    for action in actions {
+        match action {
+            Action::Forward { url, headers, body } => {
+                let refused = crate::outbox::check_allowed(&url, allow).err();
+                if let Some(why) = &refused {
+                    METRICS.dead_letters.get_or_create(&KindLabel { kind: "forward" }).inc();
+                    tracing::error!(url = %url, reason = %why, "forward refused; dead-lettered without sending");
+                }
+                forwards.push(NewForward { url, headers, body, refused });
+            }
+            Action::Emit { event_type, data } => {
+                let hops = d.event.hops + 1;
+                if hops > MAX_HOPS {
+                    tracing::warn!(event_type = %event_type, hops, "emit chain cut at {MAX_HOPS} hops");
+                    METRICS.dead_letters.get_or_create(&KindLabel { kind: "emit_hops" }).inc();
+                    continue;
+                }
+                let event = Event {
+                    id: Event::new_id(),
+                    source: d.event.source.clone(),
+                    event_type,
+                    external_id: None,
+                    received_at: SystemTime::now(),
+                    headers: Vec::new(),
+                    body: data,
+                    hops,
+                };
+                let plugins = live
+                    .router
+                    .plugins_for(&event.source, &event.event_type)
+                    .into_iter()
+                    .map(|p| p.to_string())
+                    .collect();
+                tracing::info!(emitted_id = %event.id, event_type = %event.event_type, hops, "event emitted");
+                emitted.push(Emitted { event, parent_id: d.event.id.clone(), plugins });
+            }
+        }
+    }
+    (forwards, emitted)
+}

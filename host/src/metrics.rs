@@ -1,0 +1,132 @@
+//! Prometheus metrics, served as text at `GET /metrics` on the admin listener.
+//!
+//! Owns: every metric's name, help text and labels, in one registry.
+//! Never: decides anything; callers record facts after they happen.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReceivedLabels {
+    pub source: String,
+    #[prometheus(flatten)]
+    pub kind: TypeLabel,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TypeLabel {
+    pub r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RejectLabels {
+    pub source: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct InvocationLabels {
+    pub plugin: String,
+    pub version: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PluginLabel {
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReloadLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+pub(crate) struct Metrics {
+    pub received: Family<ReceivedLabels, Counter>,
+    pub rejected: Family<RejectLabels, Counter>,
+    pub duplicates: Family<SourceLabel, Counter>,
+    pub backlog: Gauge,
+    pub batch_size: Histogram,
+    pub invocations: Family<InvocationLabels, Counter>,
+    pub plugin_duration: Family<PluginLabel, Histogram>,
+    pub retries: Family<KindLabel, Counter>,
+    pub dead_letters: Family<KindLabel, Counter>,
+    pub forwards: Family<OutcomeLabel, Counter>,
+    pub reloads: Family<ReloadLabels, Counter>,
+    registry: Registry,
+}
+
+fn duration_histogram() -> Histogram {
+    // 50 µs .. ~13 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 19))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("hookrouter");
+        let m = Metrics {
+            received: Family::default(),
+            rejected: Family::default(),
+            duplicates: Family::default(),
+            backlog: Gauge::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            invocations: Family::default(),
+            plugin_duration: Family::new_with_constructor(duration_histogram),
+            retries: Family::default(),
+            dead_letters: Family::default(),
+            forwards: Family::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("events_received", "Ingress requests for a known source, by source, event type and HTTP status", m.received.clone());
+        registry.register("events_rejected", "Ingress requests refused, by source and reason (signature, size, json, type, method, source)", m.rejected.clone());
+        registry.register("events_duplicate", "Events dropped as duplicates of a stored event id", m.duplicates.clone());
+        registry.register("store_backlog", "Requests queued for the store writer", m.backlog.clone());
+        registry.register("store_batch_size", "Requests committed per group-commit transaction", m.batch_size.clone());
+        registry.register("plugin_invocations", "Plugin runs, by plugin, version and outcome", m.invocations.clone());
+        registry.register("plugin_duration_seconds", "Wall time of one plugin run, instantiation included", m.plugin_duration.clone());
+        registry.register("retries", "Failed attempts scheduled for retry, by kind (delivery, forward)", m.retries.clone());
+        registry.register("dead_letters", "Deliveries and forwards dead-lettered, by kind", m.dead_letters.clone());
+        registry.register("forwards", "Outbox forward attempts, by outcome", m.forwards.clone());
+        registry.register("reloads", "Plugin and config reloads, by kind and outcome", m.reloads.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process's metrics.
+pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Records one group-commit batch of `n` requests.
+pub(crate) fn observe_batch(n: usize) {
+    METRICS.batch_size.observe(n as f64);
+}

@@ -1,0 +1,216 @@
+//! Hot reload: watches the plugin folder and `router.toml`, and swaps plugins and
+//! config atomically, off the request path.
+//!
+//! Owns: the `notify` watcher (inotify, or polling where inotify is unavailable or
+//! out of watches), debouncing, and deciding what a change means (load, replace,
+//! remove a plugin; re-validate and swap the config).
+//! Never: lets a broken plugin file or an invalid config replace a working one,
+//! and never drops or fails a delivery: deliveries of a removed plugin wait.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{Config as NotifyConfig, Event as FsEvent, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::live::{Live, Shared};
+use crate::metrics::{METRICS, ReloadLabels};
+use crate::plugins::{PluginRegistry, plugin_name};
+use crate::store::Store;
+
+/// Quiet time after the last file event before acting on a burst of them.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Starts watching; the returned task ends when `stop` turns true.
+pub(crate) fn spawn(
+    live: Shared,
+    registry: Arc<PluginRegistry>,
+    store: Store,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (plugin_dir, config_path) = {
+        let l = live.load();
+        (l.config.plugins.dir.clone(), l.config.path.clone())
+    };
+    if !plugin_dir.exists() {
+        std::fs::create_dir_all(&plugin_dir)?;
+        tracing::info!(dir = %plugin_dir.display(), "created the plugin folder");
+    }
+    let config_dir = config_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
+    let watcher = start_watcher(&[plugin_dir.clone(), config_dir], tx)?;
+    let reloader = Reloader { live, registry, store, plugin_dir, config_path };
+    Ok(tokio::spawn(async move {
+        let _watcher = watcher; // dropped (and stopped) with the task
+        loop {
+            let first = tokio::select! {
+                p = rx.recv() => p,
+                _ = stop.changed() => None,
+            };
+            let Some(first) = first else { break };
+            let mut paths = BTreeSet::from([first]);
+            // Debounce: act once the folder has been quiet for DEBOUNCE.
+            while let Ok(Some(p)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                paths.insert(p);
+            }
+            reloader.apply(paths).await;
+        }
+    }))
+}
+
+enum AnyWatcher {
+    Native(#[allow(dead_code)] RecommendedWatcher),
+    Poll(#[allow(dead_code)] PollWatcher),
+}
+
+fn start_watcher(dirs: &[PathBuf], tx: mpsc::UnboundedSender<PathBuf>) -> anyhow::Result<AnyWatcher> {
+    let handler = move |res: notify::Result<FsEvent>| match res {
+        Ok(ev) => {
+            for p in ev.paths {
+                let _ = tx.send(p);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "file watcher error"),
+    };
+    let native = RecommendedWatcher::new(handler.clone(), NotifyConfig::default()).and_then(|mut w| {
+        for d in dirs {
+            w.watch(d, RecursiveMode::NonRecursive)?;
+        }
+        Ok(w)
+    });
+    match native {
+        Ok(w) if std::env::var_os("HOOKROUTER_POLL_WATCH").is_none() => Ok(AnyWatcher::Native(w)),
+        other => {
+            if let Err(e) = &other {
+                tracing::warn!(error = %e, "inotify unavailable (watch limit?); falling back to polling the plugin folder every 500 ms");
+            }
+            let mut w = PollWatcher::new(
+                handler,
+                NotifyConfig::default().with_poll_interval(Duration::from_millis(500)).with_compare_contents(true),
+            )?;
+            for d in dirs {
+                w.watch(d, RecursiveMode::NonRecursive)?;
+            }
+            Ok(AnyWatcher::Poll(w))
+        }
+    }
+}
+
+struct Reloader {
+    live: Shared,
+    registry: Arc<PluginRegistry>,
+    store: Store,
+    plugin_dir: PathBuf,
+    config_path: PathBuf,
+}
+
+impl Reloader {
+    async fn apply(&self, paths: BTreeSet<PathBuf>) {
+        let config_name = self.config_path.file_name();
+        let mut config_changed = false;
+        let mut plugin_files = Vec::new();
+        for p in paths {
+            if p.file_name() == config_name && p.parent().map(canonical) == self.config_path.parent().map(canonical) {
+                config_changed = true;
+            } else if p.parent().map(canonical) == Some(canonical(&self.plugin_dir)) && plugin_name(&p).is_some() {
+                plugin_files.push(p);
+            }
+        }
+        if config_changed {
+            self.reload_config().await;
+        }
+        for path in plugin_files {
+            self.reload_plugin(path).await;
+        }
+    }
+
+    async fn reload_plugin(&self, path: PathBuf) {
+        let Some(name) = plugin_name(&path) else { return };
+        let registry = self.registry.clone();
+        let exists = path.is_file();
+        let result = tokio::task::spawn_blocking(move || {
+            if exists { Some(registry.load_file(&path)) } else { registry.remove(&name).map(Ok) }
+        })
+        .await;
+        let label = |outcome| ReloadLabels { kind: "plugin", outcome };
+        match result {
+            Ok(Some(Ok(p))) if exists => {
+                METRICS.reloads.get_or_create(&label("ok")).inc();
+                tracing::info!(plugin = p.name(), version = p.short_version(), "plugin loaded");
+            }
+            Ok(Some(Ok(p))) => {
+                METRICS.reloads.get_or_create(&label("removed")).inc();
+                tracing::info!(plugin = p.name(), "plugin removed; its deliveries wait for it to return");
+            }
+            Ok(Some(Err(e))) => {
+                METRICS.reloads.get_or_create(&label("error")).inc();
+                tracing::error!(error = %e, "plugin not replaced; the previous version (if any) keeps serving");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "plugin reload task failed"),
+        }
+        // New or restored plugins may have deliveries waiting.
+        self.store.work.notify_waiters();
+    }
+
+    async fn reload_config(&self) {
+        let path = self.config_path.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+        let label = |outcome| ReloadLabels { kind: "config", outcome };
+        let mut next = match loaded {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                METRICS.reloads.get_or_create(&label("error")).inc();
+                tracing::error!("config not reloaded, keeping the running one: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config reload task failed");
+                return;
+            }
+        };
+        let current = self.live.load_full();
+        for what in keep_restart_settings(&current.config, &mut next) {
+            tracing::warn!("{what} changed in {}; it takes effect after a restart", self.config_path.display());
+        }
+        for w in &next.warnings {
+            tracing::warn!("{}: {w}", self.config_path.display());
+        }
+        let routes = next.routes.len();
+        self.live.store(Arc::new(Live::new(next)));
+        METRICS.reloads.get_or_create(&label("ok")).inc();
+        tracing::info!(routes, "config reloaded");
+        self.store.work.notify_waiters();
+    }
+}
+
+/// Copies settings that cannot change while running from `current` into `next`;
+/// returns the names of those that differed.
+fn keep_restart_settings(current: &Config, next: &mut Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! keep {
+        ($($field:ident).+, $name:literal) => {
+            if current.$($field).+ != next.$($field).+ {
+                changed.push($name);
+                next.$($field).+ = current.$($field).+.clone();
+            }
+        };
+    }
+    keep!(server.listen, "server.listen");
+    keep!(server.admin_listen, "server.admin_listen");
+    keep!(server.header_timeout, "server.header_timeout_ms");
+    keep!(store, "[store]");
+    keep!(plugins.dir, "plugins.dir");
+    keep!(plugins.timeout, "plugins.timeout_ms");
+    keep!(plugins.memory_bytes, "plugins.memory_mb");
+    keep!(plugins.workers, "plugins.workers");
+    keep!(outbox.workers, "outbox.workers");
+    changed
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}

@@ -1,0 +1,207 @@
+//! Shared harness for end-to-end tests: starts the real `hookrouter` binary on
+//! `127.0.0.1:0` with a temporary `router.toml` and SQLite file, and signs
+//! requests with `openssl` (independently of the code under test).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hookrouter");
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Builds every example plugin and fixture from source, once per test process
+/// (the script is idempotent and takes a lock of its own).
+pub fn plugins_built() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/build-plugins.sh"))
+            .current_dir(repo())
+            .output()
+            .expect("run scripts/build-plugins.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build-plugins.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        repo()
+    })
+}
+
+/// An example plugin's built file: `plugins/NAME.wasm`.
+pub fn example_plugin(name: &str) -> PathBuf {
+    plugins_built().join("plugins").join(format!("{name}.wasm"))
+}
+
+/// A test fixture's built file.
+pub fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("HOOKROUTER_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| plugins_built().join("target/fixtures"));
+    dir.join(format!("{name}.wasm"))
+}
+
+/// A running router process.
+pub struct Router {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub url: String,
+    pub admin: String,
+}
+
+impl Router {
+    /// Writes `config` as `dir/router.toml` and starts the binary on it.
+    pub fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Router {
+        std::fs::write(dir.join("router.toml"), config).unwrap();
+        Router::start_existing(dir, env)
+    }
+
+    /// Starts the binary on the `router.toml` already in `dir` (a restart).
+    pub fn start_existing(dir: &Path, env: &[(&str, &str)]) -> Router {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("router.log"))
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(dir.join("router.toml"))
+            .env("RUST_LOG", "info")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start hookrouter");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("router did not start; log:\n{}", read_log(dir));
+            }
+        };
+        // "hookrouter listening on http://A (admin http://B)"
+        let mut urls = line.split("http://").skip(1).map(|s| {
+            let addr: String = s.chars().take_while(|c| *c != ' ' && *c != ')').collect();
+            format!("http://{addr}")
+        });
+        let url = urls.next().unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let admin = urls.next().unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Router { child, dir: dir.to_path_buf(), url, admin }
+    }
+
+    pub fn webhook(&self, source: &str) -> String {
+        format!("{}/webhooks/{source}", self.url)
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("router did not stop on SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.dir)
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.join("data/hookrouter.db")).unwrap()
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("router.log")).unwrap_or_default()
+}
+
+/// Hex HMAC-SHA256 of `body` under `secret`, computed by `openssl dgst`.
+pub fn openssl_hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret, "-hex"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl must be installed (apt-get install openssl)");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim().rsplit(' ').next().unwrap().to_string()
+}
+
+/// Base64 HMAC-SHA256 (Standard Webhooks) of `content` under raw key bytes.
+pub fn openssl_hmac_base64(key: &[u8], content: &[u8]) -> String {
+    let hexkey: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl dgst -sha256 -mac HMAC -macopt hexkey:{hexkey} -binary | openssl base64 -A"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(content).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// Polls `f` until it returns `Some`, or panics after `secs` seconds.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
