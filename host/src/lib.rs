@@ -1,1 +1,3 @@
 //! hookrouter
+
+pub mod ingress;

@@ -1,0 +1,2 @@
+pub mod presets;
+pub mod verify;
