@@ -15,15 +15,15 @@ use subtle::ConstantTimeEq;
 use crate::http::{self, Body};
 use crate::live::Shared;
 use crate::metrics::METRICS;
-use crate::plugins::Registry;
-use crate::store::{ReplayTarget, Reader, Store};
+use crate::plugins::PluginRegistry;
+use crate::store::{Reader, ReplayTarget, Store};
 
 #[derive(Clone)]
 pub(crate) struct Admin {
     pub live: Shared,
     pub store: Store,
     pub reader: Arc<Reader>,
-    pub registry: Registry,
+    pub registry: Arc<PluginRegistry>,
 }
 
 impl Admin {
@@ -37,7 +37,11 @@ impl Admin {
                 return if self.store.backlog() < live.config.store.max_backlog {
                     http::text(StatusCode::OK, "ready\n", "text/plain")
                 } else {
-                    http::text(StatusCode::SERVICE_UNAVAILABLE, "store backlog full\n", "text/plain")
+                    http::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "store backlog full\n",
+                        "text/plain",
+                    )
                 };
             }
             _ => {}
@@ -50,8 +54,12 @@ impl Admin {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or("");
             if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-                let mut resp = http::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                let mut resp =
+                    http::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
                 return resp;
             }
         }
@@ -65,7 +73,7 @@ impl Admin {
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )
             }
-            (&Method::GET, ["admin", "plugins"]) => http::json(StatusCode::OK, &self.registry.describe()),
+            (&Method::GET, ["admin", "plugins"]) => http::json(StatusCode::OK, &self.plugins()),
             (&Method::GET, ["admin", "routes"]) => {
                 let live = self.live.load();
                 let routes: Vec<_> = live
@@ -86,7 +94,10 @@ impl Admin {
                     .iter()
                     .map(|s| json!({ "name": s.name.as_str(), "preset": s.preset, "scheme": s.scheme_name }))
                     .collect();
-                http::json(StatusCode::OK, &json!({ "routes": routes, "sources": sources }))
+                http::json(
+                    StatusCode::OK,
+                    &json!({ "routes": routes, "sources": sources }),
+                )
             }
             (&Method::GET, ["admin", "events", id]) => {
                 let id = id.to_string();
@@ -108,7 +119,13 @@ impl Admin {
                 .await
             }
             (&Method::GET, ["admin", "dead"]) => {
-                self.query(|r| Ok(http::json(StatusCode::OK, &json!({ "dead": r.dead(1000)? })))).await
+                self.query(|r| {
+                    Ok(http::json(
+                        StatusCode::OK,
+                        &json!({ "dead": r.dead(1000)? }),
+                    ))
+                })
+                .await
             }
             (&Method::GET, ["admin", "dead", id]) => {
                 let id = id.to_string();
@@ -117,7 +134,8 @@ impl Admin {
                         None => http::error(StatusCode::NOT_FOUND, format!("no dead entry {id:?}")),
                         Some((entry, event)) => {
                             let mut v = serde_json::to_value(&entry).unwrap_or_default();
-                            v["data"] = serde_json::from_str(&event.body).unwrap_or(serde_json::Value::Null);
+                            v["data"] = serde_json::from_str(&event.body)
+                                .unwrap_or(serde_json::Value::Null);
                             http::json(StatusCode::OK, &v)
                         }
                     })
@@ -127,7 +145,10 @@ impl Admin {
             (&Method::POST, ["admin", "dead", "replay"]) => self.replay(ReplayTarget::All).await,
             (&Method::POST, ["admin", "dead", id, "replay"]) => {
                 if crate::store::parse_dead_id(id).is_none() {
-                    return http::error(StatusCode::BAD_REQUEST, format!("invalid dead entry id {id:?} (expected d-N or o-N)"));
+                    return http::error(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid dead entry id {id:?} (expected d-N or o-N)"),
+                    );
                 }
                 self.replay(ReplayTarget::One(id.to_string())).await
             }
@@ -136,6 +157,40 @@ impl Admin {
             }
             _ => http::error(StatusCode::NOT_FOUND, format!("not found: {path}")),
         }
+    }
+
+    /// Every loaded plugin and every name whose last load failed.
+    fn plugins(&self) -> serde_json::Value {
+        let set = self.registry.snapshot();
+        let live = self.live.load();
+        let routed = live.config.routed_plugins();
+        let mut out: Vec<serde_json::Value> = set
+            .plugins()
+            .map(|p| {
+                json!({
+                    "name": p.name(),
+                    "abi": match p.kind() {
+                        crate::plugins::PluginKind::Component => "component",
+                        crate::plugins::PluginKind::Command => "command",
+                    },
+                    "version": p.version(),
+                    "loaded": true,
+                    "routed": routed.iter().any(|r| r.as_str() == p.name()),
+                    "last_error": set.errors().find(|(n, _)| *n == p.name()).map(|(_, e)| e.to_string()),
+                })
+            })
+            .collect();
+        for (name, e) in set.errors() {
+            if set.get(name).is_none() {
+                out.push(json!({ "name": name, "loaded": false, "last_error": e.to_string() }));
+            }
+        }
+        for r in routed {
+            if set.get(r.as_str()).is_none() && !set.errors().any(|(n, _)| n == r.as_str()) {
+                out.push(json!({ "name": r.as_str(), "loaded": false, "routed": true, "last_error": "file not found; deliveries wait" }));
+            }
+        }
+        json!({ "plugins": out })
     }
 
     async fn replay(&self, target: ReplayTarget) -> Response<Body> {
@@ -154,8 +209,14 @@ impl Admin {
         let reader = self.reader.clone();
         match tokio::task::spawn_blocking(move || f(&reader)).await {
             Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => http::error(StatusCode::SERVICE_UNAVAILABLE, format!("store query failed: {e}")),
-            Err(e) => http::error(StatusCode::SERVICE_UNAVAILABLE, format!("store query failed: {e}")),
+            Ok(Err(e)) => http::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store query failed: {e}"),
+            ),
+            Err(e) => http::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store query failed: {e}"),
+            ),
         }
     }
 }

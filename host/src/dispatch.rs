@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::event::{Action, Event, unix_ms};
 use crate::live::Shared;
 use crate::metrics::{InvocationLabels, KindLabel, METRICS, PluginLabel};
-use crate::plugins::{PluginError, Registry};
+use crate::plugins::{PluginError, PluginRegistry};
 use crate::store::{ClaimedDelivery, DeliveryOutcome, Emitted, NewForward, Store};
 
 /// `emit` chains longer than this are cut.
@@ -31,7 +31,7 @@ const POLL: Duration = Duration::from_millis(200);
 pub(crate) struct Dispatcher {
     pub store: Store,
     pub live: Shared,
-    pub registry: Registry,
+    pub registry: Arc<PluginRegistry>,
 }
 
 impl Dispatcher {
@@ -55,7 +55,11 @@ impl Dispatcher {
             } else {
                 let live = self.live.load();
                 let lease = live.config.plugins.timeout + LEASE_MARGIN;
-                match self.store.claim_deliveries(loaded_names(&self.registry), free, lease).await {
+                match self
+                    .store
+                    .claim_deliveries(loaded_names(&self.registry), free, lease)
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim deliveries");
@@ -73,7 +77,9 @@ impl Dispatcher {
                 continue;
             }
             for delivery in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
                 let this = self.clone();
                 let span = tracing::info_span!(
                     "delivery",
@@ -99,7 +105,10 @@ impl Dispatcher {
         let now = || unix_ms(SystemTime::now());
         let Some(plugin) = self.registry.get(&d.plugin) else {
             // Removed since the claim: give it back without spending an attempt.
-            let _ = self.store.finish_delivery(d.id, DeliveryOutcome::Release { due_at: now() }).await;
+            let _ = self
+                .store
+                .finish_delivery(d.id, DeliveryOutcome::Release { due_at: now() })
+                .await;
             return;
         };
         let live = self.live.load_full();
@@ -111,22 +120,27 @@ impl Dispatcher {
         let started = std::time::Instant::now();
         let run = tokio::task::spawn_blocking(move || plugin.run(&event, attempt, &config));
         // Epochs cannot interrupt a blocking host call; this bounds the wait anyway.
-        let result = match tokio::time::timeout(live.config.plugins.timeout + Duration::from_secs(5), run).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(join)) => Err(PluginError::Internal {
-                plugin: d.plugin.clone(),
-                event_id: d.event.id.clone(),
-                message: format!("plugin thread failed: {join}"),
-            }),
-            Err(_) => Err(PluginError::Timeout {
-                plugin: d.plugin.clone(),
-                event_id: d.event.id.clone(),
-                timeout: live.config.plugins.timeout,
-            }),
-        };
+        let result =
+            match tokio::time::timeout(live.config.plugins.timeout + Duration::from_secs(5), run)
+                .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(join)) => Err(PluginError::Internal {
+                    plugin: d.plugin.clone(),
+                    event_id: d.event.id.clone(),
+                    message: format!("plugin thread failed: {join}"),
+                }),
+                Err(_) => Err(PluginError::Timeout {
+                    plugin: d.plugin.clone(),
+                    event_id: d.event.id.clone(),
+                    timeout: live.config.plugins.timeout,
+                }),
+            };
         METRICS
             .plugin_duration
-            .get_or_create(&PluginLabel { plugin: d.plugin.clone() })
+            .get_or_create(&PluginLabel {
+                plugin: d.plugin.clone(),
+            })
             .observe(started.elapsed().as_secs_f64());
         let outcome_label = match &result {
             Ok(_) => "ok",
@@ -134,30 +148,50 @@ impl Dispatcher {
         };
         METRICS
             .invocations
-            .get_or_create(&InvocationLabels { plugin: d.plugin.clone(), version: version.clone(), outcome: outcome_label })
+            .get_or_create(&InvocationLabels {
+                plugin: d.plugin.clone(),
+                version: version.clone(),
+                outcome: outcome_label,
+            })
             .inc();
 
         let outcome = match result {
             Ok(actions) => {
                 let (forwards, emitted) = effects(&live, &d, &settings.allow_forward, actions);
                 tracing::info!(forwards = forwards.len(), emitted = emitted.len(), attempt, version = %version, "delivery done");
-                DeliveryOutcome::Done { version, forwards, emitted }
+                DeliveryOutcome::Done {
+                    version,
+                    forwards,
+                    emitted,
+                }
             }
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, "plugin unavailable; delivery waits");
-                DeliveryOutcome::Release { due_at: now() + 1000 }
+                DeliveryOutcome::Release {
+                    due_at: now() + 1000,
+                }
             }
             Err(e) => {
                 let retry = &live.config.plugins.retry;
-                let retry_at = (attempt < retry.max_attempts).then(|| now() + retry.backoff(attempt).as_millis() as i64);
+                let retry_at = (attempt < retry.max_attempts)
+                    .then(|| now() + retry.backoff(attempt).as_millis() as i64);
                 if retry_at.is_some() {
-                    METRICS.retries.get_or_create(&KindLabel { kind: "delivery" }).inc();
+                    METRICS
+                        .retries
+                        .get_or_create(&KindLabel { kind: "delivery" })
+                        .inc();
                     tracing::warn!(error = %e, attempt, "delivery failed; will retry");
                 } else {
-                    METRICS.dead_letters.get_or_create(&KindLabel { kind: "delivery" }).inc();
+                    METRICS
+                        .dead_letters
+                        .get_or_create(&KindLabel { kind: "delivery" })
+                        .inc();
                     tracing::error!(error = %e, attempt, "delivery failed for the last time; dead-lettered");
                 }
-                DeliveryOutcome::Failed { error: e.to_string(), retry_at }
+                DeliveryOutcome::Failed {
+                    error: e.to_string(),
+                    retry_at,
+                }
             }
         };
         if let Err(e) = self.store.finish_delivery(d.id, outcome).await {
@@ -169,8 +203,12 @@ impl Dispatcher {
 
 /// Names of the plugins loaded now: only their deliveries are claimed, so the
 /// deliveries of an absent plugin wait without spending attempts.
-fn loaded_names(registry: &Registry) -> Vec<String> {
-    registry.snapshot().plugins().map(|p| p.name().to_string()).collect()
+fn loaded_names(registry: &PluginRegistry) -> Vec<String> {
+    registry
+        .snapshot()
+        .plugins()
+        .map(|p| p.name().to_string())
+        .collect()
 }
 
 /// Splits a plugin's actions into outbox entries and routed emitted events.
@@ -187,16 +225,27 @@ fn effects(
             Action::Forward { url, headers, body } => {
                 let refused = crate::outbox::check_allowed(&url, allow).err();
                 if let Some(why) = &refused {
-                    METRICS.dead_letters.get_or_create(&KindLabel { kind: "forward" }).inc();
+                    METRICS
+                        .dead_letters
+                        .get_or_create(&KindLabel { kind: "forward" })
+                        .inc();
                     tracing::error!(url = %url, reason = %why, "forward refused; dead-lettered without sending");
                 }
-                forwards.push(NewForward { url, headers, body, refused });
+                forwards.push(NewForward {
+                    url,
+                    headers,
+                    body,
+                    refused,
+                });
             }
             Action::Emit { event_type, data } => {
                 let hops = d.event.hops + 1;
                 if hops > MAX_HOPS {
                     tracing::warn!(event_type = %event_type, hops, "emit chain cut at {MAX_HOPS} hops");
-                    METRICS.dead_letters.get_or_create(&KindLabel { kind: "emit_hops" }).inc();
+                    METRICS
+                        .dead_letters
+                        .get_or_create(&KindLabel { kind: "emit_hops" })
+                        .inc();
                     continue;
                 }
                 let event = Event {
@@ -216,7 +265,11 @@ fn effects(
                     .map(|p| p.to_string())
                     .collect();
                 tracing::info!(emitted_id = %event.id, event_type = %event.event_type, hops, "event emitted");
-                emitted.push(Emitted { event, parent_id: d.event.id.clone(), plugins });
+                emitted.push(Emitted {
+                    event,
+                    parent_id: d.event.id.clone(),
+                    plugins,
+                });
             }
         }
     }

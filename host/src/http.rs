@@ -35,7 +35,11 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response<
 }
 
 /// A plain-text response.
-pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &str) -> Response<Body> {
+pub(crate) fn text(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &str,
+) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
@@ -61,7 +65,10 @@ pub(crate) async fn serve<S, F>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -57,7 +57,10 @@ pub fn plugin_engine(config: &Config) -> anyhow::Result<PluginEngine> {
         .map(|d| d.join("plugin-cache"))
         .unwrap_or_else(|| "plugin-cache".into());
     PluginEngine::new(EngineOptions {
-        limits: Limits::from_config(config.plugins.timeout.as_millis() as u64, config.plugins.memory_bytes >> 20),
+        limits: Limits::from_config(
+            config.plugins.timeout.as_millis() as u64,
+            config.plugins.memory_bytes >> 20,
+        ),
         cache_dir: Some(cache_dir),
         ..EngineOptions::default()
     })
@@ -80,9 +83,15 @@ pub async fn run(
     let registry = Arc::new(PluginRegistry::new(plugin_engine(&config)?));
     let plugin_dir = config.plugins.dir.clone();
     if plugin_dir.is_dir() {
-        let set = registry.load_dir(&plugin_dir).with_context(|| format!("cannot read plugin folder {}", plugin_dir.display()))?;
+        let set = registry
+            .load_dir(&plugin_dir)
+            .with_context(|| format!("cannot read plugin folder {}", plugin_dir.display()))?;
         for p in set.plugins() {
-            tracing::info!(plugin = p.name(), version = p.short_version(), "plugin loaded");
+            tracing::info!(
+                plugin = p.name(),
+                version = p.short_version(),
+                "plugin loaded"
+            );
         }
     } else {
         tracing::warn!(dir = %plugin_dir.display(), "plugin folder does not exist yet; deliveries wait for plugins to appear");
@@ -91,14 +100,31 @@ pub async fn run(
     let live = live::shared(config);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let dispatcher = dispatch::Dispatcher { store: store.clone(), live: live.clone(), registry: registry.clone() };
+    let dispatcher = dispatch::Dispatcher {
+        store: store.clone(),
+        live: live.clone(),
+        registry: registry.clone(),
+    };
     let dispatch_task = tokio::spawn(dispatcher.run(stop_rx.clone()));
     let outbox = outbox::Outbox::new(store.clone(), live.clone())?;
     let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
-    let reload_task = reload::spawn(live.clone(), registry.clone(), store.clone(), stop_rx.clone())?;
+    let reload_task = reload::spawn(
+        live.clone(),
+        registry.clone(),
+        store.clone(),
+        stop_rx.clone(),
+    )?;
 
-    let ingress = ingress::Ingress { live: live.clone(), store: store.clone() };
-    let admin = admin::Admin { live: live.clone(), store: store.clone(), reader, registry };
+    let ingress = ingress::Ingress {
+        live: live.clone(),
+        store: store.clone(),
+    };
+    let admin = admin::Admin {
+        live: live.clone(),
+        store: store.clone(),
+        reader,
+        registry,
+    };
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin, async {
         let _ = admin_stop_rx.await;
@@ -113,7 +139,9 @@ pub async fn run(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; its leases are released on the next start");
+        tracing::warn!(
+            "in-flight work did not finish within {SHUTDOWN_GRACE:?}; its leases are released on the next start"
+        );
     }
     reload_task.abort();
     let _ = admin_stop_tx.send(());

@@ -101,17 +101,57 @@ impl Metrics {
             reloads: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("events_received", "Ingress requests for a known source, by source, event type and HTTP status", m.received.clone());
+        registry.register(
+            "events_received",
+            "Ingress requests for a known source, by source, event type and HTTP status",
+            m.received.clone(),
+        );
         registry.register("events_rejected", "Ingress requests refused, by source and reason (signature, size, json, type, method, source)", m.rejected.clone());
-        registry.register("events_duplicate", "Events dropped as duplicates of a stored event id", m.duplicates.clone());
-        registry.register("store_backlog", "Requests queued for the store writer", m.backlog.clone());
-        registry.register("store_batch_size", "Requests committed per group-commit transaction", m.batch_size.clone());
-        registry.register("plugin_invocations", "Plugin runs, by plugin, version and outcome", m.invocations.clone());
-        registry.register("plugin_duration_seconds", "Wall time of one plugin run, instantiation included", m.plugin_duration.clone());
-        registry.register("retries", "Failed attempts scheduled for retry, by kind (delivery, forward)", m.retries.clone());
-        registry.register("dead_letters", "Deliveries and forwards dead-lettered, by kind", m.dead_letters.clone());
-        registry.register("forwards", "Outbox forward attempts, by outcome", m.forwards.clone());
-        registry.register("reloads", "Plugin and config reloads, by kind and outcome", m.reloads.clone());
+        registry.register(
+            "events_duplicate",
+            "Events dropped as duplicates of a stored event id",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "store_backlog",
+            "Requests queued for the store writer",
+            m.backlog.clone(),
+        );
+        registry.register(
+            "store_batch_size",
+            "Requests committed per group-commit transaction",
+            m.batch_size.clone(),
+        );
+        registry.register(
+            "plugin_invocations",
+            "Plugin runs, by plugin, version and outcome",
+            m.invocations.clone(),
+        );
+        registry.register(
+            "plugin_duration_seconds",
+            "Wall time of one plugin run, instantiation included",
+            m.plugin_duration.clone(),
+        );
+        registry.register(
+            "retries",
+            "Failed attempts scheduled for retry, by kind (delivery, forward)",
+            m.retries.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Deliveries and forwards dead-lettered, by kind",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "forwards",
+            "Outbox forward attempts, by outcome",
+            m.forwards.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Plugin and config reloads, by kind and outcome",
+            m.reloads.clone(),
+        );
         Metrics { registry, ..m }
     }
 

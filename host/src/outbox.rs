@@ -29,13 +29,22 @@ const POLL: Duration = Duration::from_millis(200);
 /// Whether `url` may be sent given a plugin's `allow_forward` list: its host must
 /// be listed, alone (any port) or as `host:port`.
 pub fn check_allowed(url: &str, allow: &[String]) -> Result<(), String> {
-    let uri: Uri = url.parse().map_err(|e| format!("invalid url {url:?}: {e}"))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("invalid url {url:?}: {e}"))?;
     let scheme = uri.scheme_str().unwrap_or("");
     if scheme != "http" && scheme != "https" {
         return Err(format!("url {url:?} is not http or https"));
     }
-    let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
     let ok = allow.iter().any(|entry| {
         let entry = entry.trim_start_matches('[');
         match entry.rsplit_once(':') {
@@ -66,10 +75,12 @@ impl Outbox {
             .or_else(|_| -> anyhow::Result<_> {
                 // No system roots (a minimal container): plain http still works.
                 Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                        .with_safe_default_protocol_versions()?
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
+                    rustls::ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
                 ))
             })?
             .https_or_http()
@@ -77,7 +88,11 @@ impl Outbox {
             .enable_http2()
             .build();
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Ok(Outbox { store, live, client })
+        Ok(Outbox {
+            store,
+            live,
+            client,
+        })
     }
 
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -96,10 +111,13 @@ impl Outbox {
                 Vec::new()
             } else {
                 let lease = self.live.load().config.outbox.timeout + Duration::from_secs(30);
-                self.store.claim_forwards(free, lease).await.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot claim forwards");
-                    Vec::new()
-                })
+                self.store
+                    .claim_forwards(free, lease)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot claim forwards");
+                        Vec::new()
+                    })
             };
             if claimed.is_empty() {
                 tokio::select! {
@@ -111,7 +129,9 @@ impl Outbox {
                 continue;
             }
             for f in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
                 let this = self.clone();
                 let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, url = %f.url);
                 tokio::spawn(
@@ -130,7 +150,11 @@ impl Outbox {
         let live = self.live.load_full();
         let retry = &live.config.outbox;
         let attempt = f.attempts + 1;
-        let allow = live.config.settings(&f.plugin).map(|s| s.allow_forward.as_slice()).unwrap_or(&[]);
+        let allow = live
+            .config
+            .settings(&f.plugin)
+            .map(|s| s.allow_forward.as_slice())
+            .unwrap_or(&[]);
         let result = match check_allowed(&f.url, allow) {
             Err(why) => Err((why, None, false)),
             Ok(()) => self.post(&f, retry.timeout).await,
@@ -138,7 +162,10 @@ impl Outbox {
         let now = unix_ms(SystemTime::now());
         let outcome = match result {
             Ok(status) => {
-                METRICS.forwards.get_or_create(&OutcomeLabel { outcome: "sent" }).inc();
+                METRICS
+                    .forwards
+                    .get_or_create(&OutcomeLabel { outcome: "sent" })
+                    .inc();
                 tracing::info!(status, attempt, "forward delivered");
                 ForwardOutcome::Sent { status }
             }
@@ -146,15 +173,31 @@ impl Outbox {
                 let retry_at = (retryable && attempt < retry.max_attempts)
                     .then(|| now + retry.backoff(attempt).as_millis() as i64);
                 if retry_at.is_some() {
-                    METRICS.forwards.get_or_create(&OutcomeLabel { outcome: "retry" }).inc();
-                    METRICS.retries.get_or_create(&KindLabel { kind: "forward" }).inc();
+                    METRICS
+                        .forwards
+                        .get_or_create(&OutcomeLabel { outcome: "retry" })
+                        .inc();
+                    METRICS
+                        .retries
+                        .get_or_create(&KindLabel { kind: "forward" })
+                        .inc();
                     tracing::warn!(error = %error, attempt, "forward failed; will retry");
                 } else {
-                    METRICS.forwards.get_or_create(&OutcomeLabel { outcome: "dead" }).inc();
-                    METRICS.dead_letters.get_or_create(&KindLabel { kind: "forward" }).inc();
+                    METRICS
+                        .forwards
+                        .get_or_create(&OutcomeLabel { outcome: "dead" })
+                        .inc();
+                    METRICS
+                        .dead_letters
+                        .get_or_create(&KindLabel { kind: "forward" })
+                        .inc();
                     tracing::error!(error = %error, attempt, "forward dead-lettered");
                 }
-                ForwardOutcome::Failed { error, status, retry_at }
+                ForwardOutcome::Failed {
+                    error,
+                    status,
+                    retry_at,
+                }
             }
         };
         if let Err(e) = self.store.finish_forward(f.id, outcome).await {
@@ -163,7 +206,11 @@ impl Outbox {
     }
 
     /// POSTs the forward; `Err((why, status, retryable))` on failure.
-    async fn post(&self, f: &ClaimedForward, timeout: Duration) -> Result<u16, (String, Option<u16>, bool)> {
+    async fn post(
+        &self,
+        f: &ClaimedForward,
+        timeout: Duration,
+    ) -> Result<u16, (String, Option<u16>, bool)> {
         let mut req = Request::post(f.url.as_str());
         let mut has_type = false;
         for (k, v) in &f.headers {
@@ -180,7 +227,13 @@ impl Outbox {
             .body(Full::new(Bytes::from(f.body.clone())))
             .map_err(|e| (format!("cannot build request: {e}"), None, false))?;
         let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Err(_) => return Err((format!("no answer within {} ms", timeout.as_millis()), None, true)),
+            Err(_) => {
+                return Err((
+                    format!("no answer within {} ms", timeout.as_millis()),
+                    None,
+                    true,
+                ));
+            }
             Ok(Err(e)) => return Err((format!("request failed: {e}"), None, true)),
             Ok(Ok(resp)) => resp,
         };
@@ -189,7 +242,11 @@ impl Outbox {
         let _ = tokio::time::timeout(Duration::from_secs(1), resp.into_body().collect()).await;
         match status {
             s if s.is_success() => Ok(s.as_u16()),
-            StatusCode::GONE => Err(("target answered 410 Gone; not retrying".into(), Some(410), false)),
+            StatusCode::GONE => Err((
+                "target answered 410 Gone; not retrying".into(),
+                Some(410),
+                false,
+            )),
             s => Err((format!("target answered {s}"), Some(s.as_u16()), true)),
         }
     }

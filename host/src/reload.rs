@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{Config as NotifyConfig, Event as FsEvent, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{
+    Config as NotifyConfig, Event as FsEvent, PollWatcher, RecommendedWatcher, RecursiveMode,
+    Watcher,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
@@ -39,10 +42,20 @@ pub(crate) fn spawn(
         std::fs::create_dir_all(&plugin_dir)?;
         tracing::info!(dir = %plugin_dir.display(), "created the plugin folder");
     }
-    let config_dir = config_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let config_dir = config_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let watcher = start_watcher(&[plugin_dir.clone(), config_dir], tx)?;
-    let reloader = Reloader { live, registry, store, plugin_dir, config_path };
+    let reloader = Reloader {
+        live,
+        registry,
+        store,
+        plugin_dir,
+        config_path,
+    };
     Ok(tokio::spawn(async move {
         let _watcher = watcher; // dropped (and stopped) with the task
         loop {
@@ -66,7 +79,10 @@ enum AnyWatcher {
     Poll(#[allow(dead_code)] PollWatcher),
 }
 
-fn start_watcher(dirs: &[PathBuf], tx: mpsc::UnboundedSender<PathBuf>) -> anyhow::Result<AnyWatcher> {
+fn start_watcher(
+    dirs: &[PathBuf],
+    tx: mpsc::UnboundedSender<PathBuf>,
+) -> anyhow::Result<AnyWatcher> {
     let handler = move |res: notify::Result<FsEvent>| match res {
         Ok(ev) => {
             for p in ev.paths {
@@ -75,12 +91,13 @@ fn start_watcher(dirs: &[PathBuf], tx: mpsc::UnboundedSender<PathBuf>) -> anyhow
         }
         Err(e) => tracing::warn!(error = %e, "file watcher error"),
     };
-    let native = RecommendedWatcher::new(handler.clone(), NotifyConfig::default()).and_then(|mut w| {
-        for d in dirs {
-            w.watch(d, RecursiveMode::NonRecursive)?;
-        }
-        Ok(w)
-    });
+    let native =
+        RecommendedWatcher::new(handler.clone(), NotifyConfig::default()).and_then(|mut w| {
+            for d in dirs {
+                w.watch(d, RecursiveMode::NonRecursive)?;
+            }
+            Ok(w)
+        });
     match native {
         Ok(w) if std::env::var_os("HOOKROUTER_POLL_WATCH").is_none() => Ok(AnyWatcher::Native(w)),
         other => {
@@ -89,7 +106,9 @@ fn start_watcher(dirs: &[PathBuf], tx: mpsc::UnboundedSender<PathBuf>) -> anyhow
             }
             let mut w = PollWatcher::new(
                 handler,
-                NotifyConfig::default().with_poll_interval(Duration::from_millis(500)).with_compare_contents(true),
+                NotifyConfig::default()
+                    .with_poll_interval(Duration::from_millis(500))
+                    .with_compare_contents(true),
             )?;
             for d in dirs {
                 w.watch(d, RecursiveMode::NonRecursive)?;
@@ -113,9 +132,13 @@ impl Reloader {
         let mut config_changed = false;
         let mut plugin_files = Vec::new();
         for p in paths {
-            if p.file_name() == config_name && p.parent().map(canonical) == self.config_path.parent().map(canonical) {
+            if p.file_name() == config_name
+                && p.parent().map(canonical) == self.config_path.parent().map(canonical)
+            {
                 config_changed = true;
-            } else if p.parent().map(canonical) == Some(canonical(&self.plugin_dir)) && plugin_name(&p).is_some() {
+            } else if p.parent().map(canonical) == Some(canonical(&self.plugin_dir))
+                && plugin_name(&p).is_some()
+            {
                 plugin_files.push(p);
             }
         }
@@ -128,22 +151,38 @@ impl Reloader {
     }
 
     async fn reload_plugin(&self, path: PathBuf) {
-        let Some(name) = plugin_name(&path) else { return };
+        let Some(name) = plugin_name(&path) else {
+            return;
+        };
         let registry = self.registry.clone();
         let exists = path.is_file();
         let result = tokio::task::spawn_blocking(move || {
-            if exists { Some(registry.load_file(&path)) } else { registry.remove(&name).map(Ok) }
+            if exists {
+                Some(registry.load_file(&path))
+            } else {
+                registry.remove(&name).map(Ok)
+            }
         })
         .await;
-        let label = |outcome| ReloadLabels { kind: "plugin", outcome };
+        let label = |outcome| ReloadLabels {
+            kind: "plugin",
+            outcome,
+        };
         match result {
             Ok(Some(Ok(p))) if exists => {
                 METRICS.reloads.get_or_create(&label("ok")).inc();
-                tracing::info!(plugin = p.name(), version = p.short_version(), "plugin loaded");
+                tracing::info!(
+                    plugin = p.name(),
+                    version = p.short_version(),
+                    "plugin loaded"
+                );
             }
             Ok(Some(Ok(p))) => {
                 METRICS.reloads.get_or_create(&label("removed")).inc();
-                tracing::info!(plugin = p.name(), "plugin removed; its deliveries wait for it to return");
+                tracing::info!(
+                    plugin = p.name(),
+                    "plugin removed; its deliveries wait for it to return"
+                );
             }
             Ok(Some(Err(e))) => {
                 METRICS.reloads.get_or_create(&label("error")).inc();
@@ -159,7 +198,10 @@ impl Reloader {
     async fn reload_config(&self) {
         let path = self.config_path.clone();
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
-        let label = |outcome| ReloadLabels { kind: "config", outcome };
+        let label = |outcome| ReloadLabels {
+            kind: "config",
+            outcome,
+        };
         let mut next = match loaded {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
@@ -174,7 +216,10 @@ impl Reloader {
         };
         let current = self.live.load_full();
         for what in keep_restart_settings(&current.config, &mut next) {
-            tracing::warn!("{what} changed in {}; it takes effect after a restart", self.config_path.display());
+            tracing::warn!(
+                "{what} changed in {}; it takes effect after a restart",
+                self.config_path.display()
+            );
         }
         for w in &next.warnings {
             tracing::warn!("{}: {w}", self.config_path.display());

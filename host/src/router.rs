@@ -74,9 +74,15 @@ mod tests {
 
     fn route(events: &[&str], source: Option<&str>, plugins: &[&str]) -> Route {
         Route {
-            events: events.iter().map(|e| e.to_string().try_into().unwrap()).collect(),
+            events: events
+                .iter()
+                .map(|e| e.to_string().try_into().unwrap())
+                .collect(),
             source: source.map(|s| s.to_string().try_into().unwrap()),
-            plugins: plugins.iter().map(|p| p.to_string().try_into().unwrap()).collect(),
+            plugins: plugins
+                .iter()
+                .map(|p| p.to_string().try_into().unwrap())
+                .collect(),
         }
     }
 
@@ -87,7 +93,10 @@ mod tests {
     #[test]
     fn glob_matches_prefix_and_exact() {
         let r = Router::new(&[route(&["payment_*", "batch_created"], None, &["audit"])]);
-        assert_eq!(names(r.plugins_for("optum", "payment_loading_requested")), ["audit"]);
+        assert_eq!(
+            names(r.plugins_for("optum", "payment_loading_requested")),
+            ["audit"]
+        );
         assert_eq!(names(r.plugins_for("optum", "batch_created")), ["audit"]);
         assert!(r.plugins_for("optum", "batch_created_v2").is_empty());
         assert!(r.plugins_for("optum", "xpayment_x").is_empty());

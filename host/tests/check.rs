@@ -40,7 +40,11 @@ fn invalid_configs_print_one_precise_line() {
         let name = path.file_name().unwrap().to_str().unwrap();
         let (ok, _stdout, stderr) = check(&dir, name);
         assert!(!ok, "{name}: check passed a broken config");
-        assert_eq!(stderr.lines().count(), 1, "{name}: expected one line, got:\n{stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{name}: expected one line, got:\n{stderr}"
+        );
         let expected_path = path.with_extension("err");
         if std::env::var_os("BLESS").is_some() {
             std::fs::write(&expected_path, &stderr).unwrap();
@@ -48,7 +52,9 @@ fn invalid_configs_print_one_precise_line() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if stderr != expected {
-            failures.push(format!("{name}:\n  expected: {expected}  actual:   {stderr}"));
+            failures.push(format!(
+                "{name}:\n  expected: {expected}  actual:   {stderr}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -73,18 +79,38 @@ plugins = ["payment_audit"]
     .unwrap();
     let (ok, stdout, stderr) = check(dir.path(), "router.toml");
     assert!(ok, "{stdout}{stderr}");
-    assert!(stdout.contains("POST /webhooks/optum (preset optum): verify hmac-sha256"), "{stdout}");
-    assert!(stdout.contains("payment_* from optum -> payment_audit"), "{stdout}");
-    assert!(stdout.contains("warning: plugin \"payment_audit\" is routed but"), "{stdout}");
+    assert!(
+        stdout.contains("POST /webhooks/optum (preset optum): verify hmac-sha256"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("payment_* from optum -> payment_audit"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: plugin \"payment_audit\" is routed but"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn broken_plugin_file_fails_check() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::write(dir.path().join("plugins/broken.wasm"), b"\0asm\x01\0\0\0garbage").unwrap();
-    std::fs::write(dir.path().join("router.toml"), "[[routes]]\nevents = [\"*\"]\nplugins = [\"broken\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("plugins/broken.wasm"),
+        b"\0asm\x01\0\0\0garbage",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "[[routes]]\nevents = [\"*\"]\nplugins = [\"broken\"]\n",
+    )
+    .unwrap();
     let (ok, _stdout, stderr) = check(dir.path(), "router.toml");
     assert!(!ok);
-    assert!(stderr.contains("broken.wasm") && stderr.contains("plugin broken is invalid"), "{stderr}");
+    assert!(
+        stderr.contains("broken.wasm") && stderr.contains("plugin broken is invalid"),
+        "{stderr}"
+    );
 }

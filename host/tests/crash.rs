@@ -70,9 +70,18 @@ fn acked_events_survive_sigkill() {
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (url, next, acked, failed, stop) = (url.clone(), next.clone(), acked.clone(), failed.clone(), stop.clone());
+            let (url, next, acked, failed, stop) = (
+                url.clone(),
+                next.clone(),
+                acked.clone(),
+                failed.clone(),
+                stop.clone(),
+            );
             std::thread::spawn(move || {
-                let c = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+                let c = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
                 loop {
                     let n = next.fetch_add(1, Ordering::SeqCst);
                     if n >= EVENTS || stop.load(Ordering::SeqCst) {
@@ -88,7 +97,10 @@ fn acked_events_survive_sigkill() {
                     match resp {
                         Ok(r) if r.status().is_success() => {
                             let v: serde_json::Value = r.json().unwrap();
-                            acked.lock().unwrap().insert(causation, v["id"].as_str().unwrap().to_string());
+                            acked
+                                .lock()
+                                .unwrap()
+                                .insert(causation, v["id"].as_str().unwrap().to_string());
                         }
                         _ => {
                             failed.fetch_add(1, Ordering::SeqCst);
@@ -100,7 +112,9 @@ fn acked_events_survive_sigkill() {
         .collect();
 
     // Kill part-way: once about half the events were acked.
-    wait_for(120, "half the events acked", || (acked.lock().unwrap().len() >= EVENTS / 2).then_some(()));
+    wait_for(120, "half the events acked", || {
+        (acked.lock().unwrap().len() >= EVENTS / 2).then_some(())
+    });
     router.kill();
     let acked_at_kill = acked.lock().unwrap().len();
     // Clients keep sending into the dead port for a moment, then give up.
@@ -111,7 +125,10 @@ fn acked_events_survive_sigkill() {
     }
     let sent = next.load(Ordering::SeqCst).min(EVENTS);
     let acked = acked.lock().unwrap().clone();
-    assert!(sent >= EVENTS / 2 && failed.load(Ordering::SeqCst) > 0, "the kill did not land mid-stream");
+    assert!(
+        sent >= EVENTS / 2 && failed.load(Ordering::SeqCst) > 0,
+        "the kill did not land mid-stream"
+    );
 
     // Restart on the same store, and check it serves and has every acked event.
     let mut router = Router::start_existing(dir.path(), &env);

@@ -19,7 +19,10 @@ const STRIPE_SECRET: &str = "whsec_stripe_test_secret";
 const SW_KEY: &[u8] = b"standard-webhooks-test-key-0001!";
 
 fn sw_secret() -> String {
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(SW_KEY))
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(SW_KEY)
+    )
 }
 
 fn config(extra: &str) -> String {
@@ -101,7 +104,10 @@ fn post(r: &Router, source: &str, body: &[u8], headers: &[(&str, String)]) -> (S
     let resp = req.send().unwrap();
     let status = resp.status();
     let text = resp.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[test]
@@ -125,12 +131,17 @@ fn optum_event_is_stored_with_deliveries_and_duplicates_are_dropped() {
     // Exactly one event, with one pending delivery per routed plugin.
     let db = r.db();
     let (n, ty, ext): (i64, String, String) = db
-        .query_row("SELECT count(*), max(event_type), max(external_id) FROM events", [], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
+        .query_row(
+            "SELECT count(*), max(event_type), max(external_id) FROM events",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
         .unwrap();
     assert_eq!((n, ty.as_str()), (1, "batch_created"));
-    assert_eq!(ext, "0b6d5e1c-3f7a-4c2e-8a91-5d4f6e7a8b90", "dedupe key is Optum's causationId");
+    assert_eq!(
+        ext, "0b6d5e1c-3f7a-4c2e-8a91-5d4f6e7a8b90",
+        "dedupe key is Optum's causationId"
+    );
     let mut plugins: Vec<String> = db
         .prepare("SELECT plugin FROM deliveries WHERE event_id = ?1 AND state = 'pending'")
         .unwrap()
@@ -157,7 +168,11 @@ fn status_table_rows() {
     let resp = c.post(r.webhook("optm")).body("{}").send().unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert!(resp.text().unwrap().contains("unknown source"));
-    let resp = c.post(format!("{}/elsewhere", r.url)).body("{}").send().unwrap();
+    let resp = c
+        .post(format!("{}/elsewhere", r.url))
+        .body("{}")
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 
     // Not POST: 405 with Allow: POST.
@@ -169,43 +184,80 @@ fn status_table_rows() {
     let big = vec![b' '; 5000];
     let (status, _) = post(&r, "plain", &big, &[]);
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|_| Ok(vec![b' '; 1000])).collect();
-    let resp = c
-        .post(r.webhook("plain"))
-        .body(reqwest::blocking::Body::new(ChunkReader::new(chunks)))
-        .send()
+    // Streamed (chunked, no Content-Length): cut off at the limit, not read to the end.
+    let mut stream = TcpStream::connect(r.url.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let mut req =
+        b"POST /webhooks/plain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..10 {
+        req.extend_from_slice(b"3e8\r\n");
+        req.extend_from_slice(&[b' '; 1000]);
+        req.extend_from_slice(b"\r\n");
+    }
+    let _ = stream.write_all(&req);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // Signature missing or wrong: 401.
     let body = optum_sample();
     let (status, err) = post(&r, "optum", &body, &[]);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(err["error"].as_str().unwrap().contains("x-optum-webhook-callback-hmac-signature"), "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("x-optum-webhook-callback-hmac-signature"),
+        "{err}"
+    );
     let wrong = openssl_hmac_hex("not-the-secret", &body);
-    let (status, _) = post(&r, "optum", &body, &[("X-Optum-Webhook-Callback-Hmac-Signature", wrong)]);
+    let (status, _) = post(
+        &r,
+        "optum",
+        &body,
+        &[("X-Optum-Webhook-Callback-Hmac-Signature", wrong)],
+    );
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let mut tampered = body.clone();
     let at = tampered.windows(5).position(|w| w == b"15230").unwrap();
     tampered[at] = b'9';
     let sig = openssl_hmac_hex(OPTUM_SECRET, &body);
-    let (status, _) = post(&r, "optum", &tampered, &[("X-Optum-Webhook-Callback-Hmac-Signature", sig)]);
+    let (status, _) = post(
+        &r,
+        "optum",
+        &tampered,
+        &[("X-Optum-Webhook-Callback-Hmac-Signature", sig)],
+    );
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Not JSON, or no event type: 400 with a JSON error naming what is wrong.
     let (status, err) = post(&r, "plain", b"{not json", &[]);
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(err["error"].as_str().unwrap().contains("not valid JSON"), "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("not valid JSON"),
+        "{err}"
+    );
     let (status, err) = post(&r, "plain", br#"{"type":"wrong.key"}"#, &[]);
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(err["error"].as_str().unwrap().contains("/kind"), "{err}");
     let bad = b"{\"kind\":\"x\"}";
     let sig = openssl_hmac_hex(OPTUM_SECRET, bad);
-    let (status, err) = post(&r, "optum", bad, &[("X-Optum-Webhook-Callback-Hmac-Signature", sig)]);
+    let (status, err) = post(
+        &r,
+        "optum",
+        bad,
+        &[("X-Optum-Webhook-Callback-Hmac-Signature", sig)],
+    );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
 
     // Nothing refused above was stored.
-    let n: i64 = r.db().query_row("SELECT count(*) FROM events", [], |row| row.get(0)).unwrap();
+    let n: i64 = r
+        .db()
+        .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+        .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -218,30 +270,59 @@ fn every_scheme_accepts_good_and_rejects_tampered_wrong_and_stale() {
     let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
     let gh = |secret: &str, body: &[u8], delivery: &str| {
         vec![
-            ("X-Hub-Signature-256", format!("sha256={}", openssl_hmac_hex(secret, body))),
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", openssl_hmac_hex(secret, body)),
+            ),
             ("X-GitHub-Event", "ping".to_string()),
             ("X-GitHub-Delivery", delivery.to_string()),
         ]
     };
     let (s, a) = post(&r, "github", body, &gh(GITHUB_SECRET, body, "d-1"));
     assert_eq!(s, StatusCode::ACCEPTED, "{a}");
-    assert_eq!(post(&r, "github", b"{\"zen\":1}", &gh(GITHUB_SECRET, body, "d-2")).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post(&r, "github", body, &gh("wrong", body, "d-3")).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post(
+            &r,
+            "github",
+            b"{\"zen\":1}",
+            &gh(GITHUB_SECRET, body, "d-2")
+        )
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&r, "github", body, &gh("wrong", body, "d-3")).0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Stripe: `t=…,v1=…` over "{t}.{body}".
     let stripe = |secret: &str, t: u64, body: &[u8]| {
         let mut signed = format!("{t}.").into_bytes();
         signed.extend_from_slice(body);
-        vec![("Stripe-Signature", format!("t={t},v1={}", openssl_hmac_hex(secret, &signed)))]
+        vec![(
+            "Stripe-Signature",
+            format!("t={t},v1={}", openssl_hmac_hex(secret, &signed)),
+        )]
     };
     let body = br#"{"id":"evt_1","type":"invoice.paid","data":{"object":{}}}"#;
     let now = now_secs();
     let (s, a) = post(&r, "stripe", body, &stripe(STRIPE_SECRET, now, body));
     assert_eq!(s, StatusCode::ACCEPTED, "{a}");
     let other = br#"{"id":"evt_2","type":"invoice.paid","data":{"object":{"x":1}}}"#;
-    assert_eq!(post(&r, "stripe", other, &stripe(STRIPE_SECRET, now, body)).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post(&r, "stripe", other, &stripe("whsec_wrong", now, other)).0, StatusCode::UNAUTHORIZED);
-    let (s, a) = post(&r, "stripe", other, &stripe(STRIPE_SECRET, now - 600, other));
+    assert_eq!(
+        post(&r, "stripe", other, &stripe(STRIPE_SECRET, now, body)).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&r, "stripe", other, &stripe("whsec_wrong", now, other)).0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, a) = post(
+        &r,
+        "stripe",
+        other,
+        &stripe(STRIPE_SECRET, now - 600, other),
+    );
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(a["error"].as_str().unwrap().contains("tolerance"), "{a}");
 
@@ -252,27 +333,59 @@ fn every_scheme_accepts_good_and_rejects_tampered_wrong_and_stale() {
         vec![
             ("webhook-id", id.to_string()),
             ("webhook-timestamp", t.to_string()),
-            ("webhook-signature", format!("v1,bm90LXRoaXMtb25l v1,{}", openssl_hmac_base64(key, &signed))),
+            (
+                "webhook-signature",
+                format!(
+                    "v1,bm90LXRoaXMtb25l v1,{}",
+                    openssl_hmac_base64(key, &signed)
+                ),
+            ),
         ]
     };
     let body = br#"{"type":"user.created","data":{"id":7}}"#;
     let (s, a) = post(&r, "sw", body, &sw(SW_KEY, "msg_1", now, body));
     assert_eq!(s, StatusCode::ACCEPTED, "{a}");
     let other = br#"{"type":"user.created","data":{"id":8}}"#;
-    assert_eq!(post(&r, "sw", other, &sw(SW_KEY, "msg_2", now, body)).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post(&r, "sw", other, &sw(b"another-key", "msg_3", now, other)).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post(&r, "sw", other, &sw(SW_KEY, "msg_4", now - 400, other)).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post(&r, "sw", other, &sw(SW_KEY, "msg_5", now + 400, other)).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post(&r, "sw", other, &sw(SW_KEY, "msg_2", now, body)).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&r, "sw", other, &sw(b"another-key", "msg_3", now, other)).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&r, "sw", other, &sw(SW_KEY, "msg_4", now - 400, other)).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&r, "sw", other, &sw(SW_KEY, "msg_5", now + 400, other)).0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Rotation: the old and the new secret both pass; anything else does not.
     let body = br#"{"type":"rotated"}"#;
-    for (secret, want) in [("old-secret", StatusCode::ACCEPTED), ("new-secret", StatusCode::ACCEPTED), ("third", StatusCode::UNAUTHORIZED)] {
-        let (s, a) = post(&r, "rotating", body, &[("X-Sig", openssl_hmac_hex(secret, body))]);
+    for (secret, want) in [
+        ("old-secret", StatusCode::ACCEPTED),
+        ("new-secret", StatusCode::ACCEPTED),
+        ("third", StatusCode::UNAUTHORIZED),
+    ] {
+        let (s, a) = post(
+            &r,
+            "rotating",
+            body,
+            &[("X-Sig", openssl_hmac_hex(secret, body))],
+        );
         assert_eq!(s, want, "secret {secret}: {a}");
     }
 
     // Duplicates by the standard-webhooks id: same webhook-id, new timestamp.
-    let (s, a) = post(&r, "sw", body_sw(), &sw(SW_KEY, "msg_1", now_secs(), body_sw()));
+    let (s, a) = post(
+        &r,
+        "sw",
+        body_sw(),
+        &sw(SW_KEY, "msg_1", now_secs(), body_sw()),
+    );
     assert_eq!(s, StatusCode::OK, "{a}");
     assert_eq!(a["duplicate"], true);
 }
@@ -285,8 +398,15 @@ fn body_sw() -> &'static [u8] {
 fn http2_prior_knowledge_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let r = start(dir.path(), "");
-    let c = reqwest::blocking::Client::builder().http2_prior_knowledge().build().unwrap();
-    let resp = c.post(r.webhook("plain")).body(r#"{"kind":"h2.test","id":"h2-1"}"#).send().unwrap();
+    let c = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = c
+        .post(r.webhook("plain"))
+        .body(r#"{"kind":"h2.test","id":"h2-1"}"#)
+        .send()
+        .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
 }
@@ -300,7 +420,10 @@ fn slow_clients_are_cut_off_and_odd_input_never_gets_a_500() {
     // A body that never finishes: 408 after body_timeout_ms.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"POST /webhooks/plain HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"kind\":").unwrap();
+    s.write_all(
+        b"POST /webhooks/plain HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"kind\":",
+    )
+    .unwrap();
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
@@ -308,11 +431,15 @@ fn slow_clients_are_cut_off_and_odd_input_never_gets_a_500() {
     // Headers that never finish: the connection is closed after header_timeout_ms.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"POST /webhooks/plain HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.write_all(b"POST /webhooks/plain HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    assert!(started.elapsed() < Duration::from_secs(9), "connection was held open");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "connection was held open"
+    );
 
     // Odd input of every kind: never a 5xx.
     let c = client();
@@ -320,15 +447,30 @@ fn slow_clients_are_cut_off_and_odd_input_never_gets_a_500() {
         c.post(r.webhook("plain")).body(""),
         c.post(r.webhook("plain")).body("null"),
         c.post(r.webhook("plain")).body("[1,2,3]"),
-        c.post(r.webhook("plain")).body(r#"{"kind":12345,"id":{"nested":true}}"#),
+        c.post(r.webhook("plain"))
+            .body(r#"{"kind":12345,"id":{"nested":true}}"#),
         c.post(r.webhook("plain")).body(r#"{"kind":""}"#),
-        c.post(r.webhook("plain")).body(vec![0xff, 0xfe, 0x00, 0x80]),
-        c.post(r.webhook("optum")).header("X-Optum-Webhook-Callback-Hmac-Signature", "zz").body("{}"),
-        c.post(r.webhook("optum")).header("X-Optum-Webhook-Callback-Hmac-Signature", "a".repeat(3000)).body("{}"),
-        c.post(r.webhook("stripe")).header("Stripe-Signature", "t=,v1=,,,=").body("{}"),
-        c.post(r.webhook("stripe")).header("Stripe-Signature", "t=99999999999999999999,v1=00").body("{}"),
-        c.post(r.webhook("sw")).header("webhook-signature", "v1,!!!").header("webhook-timestamp", "-1").header("webhook-id", "").body("{}"),
-        c.post(format!("{}/webhooks/plain?x=1", r.url)).body(r#"{"kind":"q"}"#),
+        c.post(r.webhook("plain"))
+            .body(vec![0xff, 0xfe, 0x00, 0x80]),
+        c.post(r.webhook("optum"))
+            .header("X-Optum-Webhook-Callback-Hmac-Signature", "zz")
+            .body("{}"),
+        c.post(r.webhook("optum"))
+            .header("X-Optum-Webhook-Callback-Hmac-Signature", "a".repeat(3000))
+            .body("{}"),
+        c.post(r.webhook("stripe"))
+            .header("Stripe-Signature", "t=,v1=,,,=")
+            .body("{}"),
+        c.post(r.webhook("stripe"))
+            .header("Stripe-Signature", "t=99999999999999999999,v1=00")
+            .body("{}"),
+        c.post(r.webhook("sw"))
+            .header("webhook-signature", "v1,!!!")
+            .header("webhook-timestamp", "-1")
+            .header("webhook-id", "")
+            .body("{}"),
+        c.post(format!("{}/webhooks/plain?x=1", r.url))
+            .body(r#"{"kind":"q"}"#),
         c.post(format!("{}/webhooks/../plain", r.url)).body("{}"),
         c.post(format!("{}/webhooks/", r.url)).body("{}"),
         c.put(r.webhook("plain")).body("{}"),
@@ -356,7 +498,11 @@ fn backlog_limit_answers_503_with_retry_after_and_loses_nothing_acked() {
                 let url = url.clone();
                 std::thread::spawn(move || {
                     let id = format!("r{round}-{i}");
-                    let resp = client().post(&url).body(format!(r#"{{"kind":"load","id":"{id}"}}"#)).send().unwrap();
+                    let resp = client()
+                        .post(&url)
+                        .body(format!(r#"{{"kind":"load","id":"{id}"}}"#))
+                        .send()
+                        .unwrap();
                     let retry_after = resp.headers().get("retry-after").is_some();
                     (id, resp.status(), retry_after)
                 })
@@ -377,37 +523,19 @@ fn backlog_limit_answers_503_with_retry_after_and_loses_nothing_acked() {
             break;
         }
     }
-    assert!(saw_503, "a backlog of 1 under 32 concurrent senders never refused");
+    assert!(
+        saw_503,
+        "a backlog of 1 under 32 concurrent senders never refused"
+    );
     let db = r.db();
     for id in &acked {
-        let n: i64 = db.query_row("SELECT count(*) FROM events WHERE external_id = ?1", [id], |row| row.get(0)).unwrap();
+        let n: i64 = db
+            .query_row(
+                "SELECT count(*) FROM events WHERE external_id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .unwrap();
         assert_eq!(n, 1, "acked event {id} missing");
-    }
-}
-
-/// A `Read` over pre-made chunks, so reqwest streams the body (no Content-Length).
-struct ChunkReader {
-    chunks: std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>,
-    current: std::io::Cursor<Vec<u8>>,
-}
-
-impl ChunkReader {
-    fn new(chunks: Vec<Result<Vec<u8>, std::io::Error>>) -> Self {
-        ChunkReader { chunks: chunks.into_iter(), current: std::io::Cursor::new(Vec::new()) }
-    }
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let n = self.current.read(buf)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            match self.chunks.next() {
-                None => return Ok(0),
-                Some(c) => self.current = std::io::Cursor::new(c?),
-            }
-        }
     }
 }

@@ -17,19 +17,37 @@ pub(super) fn run(path: &Path) -> ExitCode {
     };
     let mut failed = false;
     println!("config {}: ok", path.display());
-    println!("ingress http://{}  admin http://{}", config.server.listen, config.server.admin_listen);
+    println!(
+        "ingress http://{}  admin http://{}",
+        config.server.listen, config.server.admin_listen
+    );
     println!("store {}", config.store.path.display());
     println!("sources:");
     for s in &config.sources {
-        let preset = s.preset.as_deref().map(|p| format!(" (preset {p})")).unwrap_or_default();
-        let secrets = if s.secret_envs.is_empty() { String::new() } else { format!(", secret from {}", s.secret_envs.join(" + ")) };
-        println!("  POST /webhooks/{}{preset}: verify {}{secrets}; type from {}", s.name, s.scheme_name, s.type_from);
+        let preset = s
+            .preset
+            .as_deref()
+            .map(|p| format!(" (preset {p})"))
+            .unwrap_or_default();
+        let secrets = if s.secret_envs.is_empty() {
+            String::new()
+        } else {
+            format!(", secret from {}", s.secret_envs.join(" + "))
+        };
+        println!(
+            "  POST /webhooks/{}{preset}: verify {}{secrets}; type from {}",
+            s.name, s.scheme_name, s.type_from
+        );
     }
     println!("routes:");
     for r in &config.routes {
         let events: Vec<&str> = r.events.iter().map(|e| e.as_str()).collect();
         let plugins: Vec<&str> = r.plugins.iter().map(|p| p.as_str()).collect();
-        let source = r.source.as_ref().map(|s| format!(" from {s}")).unwrap_or_default();
+        let source = r
+            .source
+            .as_ref()
+            .map(|s| format!(" from {s}"))
+            .unwrap_or_default();
         println!("  {}{source} -> {}", events.join(", "), plugins.join(", "));
     }
     println!("plugins ({}):", config.plugins.dir.display());
@@ -45,15 +63,26 @@ pub(super) fn run(path: &Path) -> ExitCode {
         match registry.load_dir(&config.plugins.dir) {
             Ok(set) => {
                 for p in set.plugins() {
-                    println!("  {} ({:?}, version {})", p.name(), p.kind(), p.short_version());
+                    println!(
+                        "  {} ({:?}, version {})",
+                        p.name(),
+                        p.kind(),
+                        p.short_version()
+                    );
                 }
                 for (name, e) in set.errors() {
-                    eprintln!("{}: {e}", config.plugins.dir.join(format!("{name}.wasm")).display());
+                    eprintln!(
+                        "{}: {e}",
+                        config.plugins.dir.join(format!("{name}.wasm")).display()
+                    );
                     failed = true;
                 }
             }
             Err(e) => {
-                eprintln!("{}: cannot read plugin folder: {e}", config.plugins.dir.display());
+                eprintln!(
+                    "{}: cannot read plugin folder: {e}",
+                    config.plugins.dir.display()
+                );
                 failed = true;
             }
         }
@@ -61,11 +90,18 @@ pub(super) fn run(path: &Path) -> ExitCode {
     let set = registry.snapshot();
     for name in config.routed_plugins() {
         if set.get(name.as_str()).is_none() {
-            println!("warning: plugin {name:?} is routed but {} is missing; its deliveries wait until it appears", config.plugins.dir.join(format!("{name}.wasm")).display());
+            println!(
+                "warning: plugin \"{name}\" is routed but {} is missing; its deliveries wait until it appears",
+                config.plugins.dir.join(format!("{name}.wasm")).display()
+            );
         }
     }
     for w in &config.warnings {
         println!("warning: {w}");
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::store::{ReplayTarget, Reader, replay_offline};
+use crate::store::{Reader, ReplayTarget, replay_offline};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DeadCommand {
@@ -35,7 +35,11 @@ pub(super) fn run(config: &Config, cmd: DeadCommand) -> anyhow::Result<ExitCode>
                 println!("no dead entries");
             }
             for d in dead {
-                let target = d.target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
+                let target = d
+                    .target
+                    .as_deref()
+                    .map(|t| format!(" -> {t}"))
+                    .unwrap_or_default();
                 println!(
                     "{}\t{}\t{}\t{}{target}\tattempts={}\t{}",
                     d.id,

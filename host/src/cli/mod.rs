@@ -72,10 +72,16 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 
@@ -90,7 +96,11 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check => Ok(check::run(&config_path)),
         Command::Send(args) => send::run(&config_path, args),
-        Command::RunPlugin { plugin, event, sets } => {
+        Command::RunPlugin {
+            plugin,
+            event,
+            sets,
+        } => {
             crate::plugins::cli::run_plugin_command(&plugin, &event, &sets)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -99,14 +109,23 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let ingress = tokio::net::TcpListener::bind(config.server.listen)
             .await
-            .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+            .with_context(|| {
+                format!("cannot listen on {} (server.listen)", config.server.listen)
+            })?;
         let admin = tokio::net::TcpListener::bind(config.server.admin_listen)
             .await
-            .with_context(|| format!("cannot listen on {} (server.admin_listen)", config.server.admin_listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (server.admin_listen)",
+                    config.server.admin_listen
+                )
+            })?;
         // One line on stdout, so scripts and tests can find the ports (`:0` picks free ones).
         println!(
             "hookrouter listening on http://{} (admin http://{})",
@@ -122,13 +141,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -51,7 +51,14 @@ pub struct Prepared {
 }
 
 /// Builds the signed request for `source` (pure but for the clock and fresh ids).
-pub fn prepare(config: &Config, source: &str, event_type: &str, payload: Value, id: Option<String>, url: Option<String>) -> anyhow::Result<Prepared> {
+pub fn prepare(
+    config: &Config,
+    source: &str,
+    event_type: &str,
+    payload: Value,
+    id: Option<String>,
+    url: Option<String>,
+) -> anyhow::Result<Prepared> {
     let src = config
         .source(source)
         .with_context(|| format!("{}: no source named {source:?}", config.path.display()))?;
@@ -61,7 +68,12 @@ pub fn prepare(config: &Config, source: &str, event_type: &str, payload: Value, 
     let mut body = match preset {
         Some(p) => p.wrap(
             payload,
-            &NewEnvelope { event_type, event_id: &event_id, subject_id: &Event::new_id(), time: now },
+            &NewEnvelope {
+                event_type,
+                event_id: &event_id,
+                subject_id: &Event::new_id(),
+                time: now,
+            },
         ),
         None => payload,
     };
@@ -78,7 +90,8 @@ pub fn prepare(config: &Config, source: &str, event_type: &str, payload: Value, 
         } else if let Some(key) = spec.strip_prefix('/').filter(|k| !k.contains('/'))
             && let Some(obj) = body.as_object_mut()
         {
-            obj.entry(key.to_string()).or_insert_with(|| Value::String(value.to_string()));
+            obj.entry(key.to_string())
+                .or_insert_with(|| Value::String(value.to_string()));
         }
     };
     place(src.type_from.to_string(), event_type);
@@ -92,7 +105,9 @@ pub fn prepare(config: &Config, source: &str, event_type: &str, payload: Value, 
     }
     let url = match url {
         Some(u) => u,
-        None if config.server.listen.port() == 0 => anyhow::bail!("server.listen has port 0; pass --url"),
+        None if config.server.listen.port() == 0 => {
+            anyhow::bail!("server.listen has port 0; pass --url")
+        }
         None => format!("http://{}/webhooks/{source}", config.server.listen),
     };
     Ok(Prepared { url, headers, body })
@@ -101,9 +116,12 @@ pub fn prepare(config: &Config, source: &str, event_type: &str, payload: Value, 
 fn read_payload(path: &Path) -> anyhow::Result<Value> {
     let mut text = String::new();
     if path == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
     } else {
-        text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
     }
     serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
 }
@@ -111,8 +129,17 @@ fn read_payload(path: &Path) -> anyhow::Result<Value> {
 pub(super) fn run(config_path: &Path, args: SendArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let payload = read_payload(&args.data)?;
-    let req = prepare(&config, &args.source, &args.event_type, payload, args.id, args.url)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let req = prepare(
+        &config,
+        &args.source,
+        &args.event_type,
+        payload,
+        args.id,
+        args.url,
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (status, body) = rt.block_on(async {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()?
@@ -133,5 +160,9 @@ pub(super) fn run(config_path: &Path, args: SendArgs) -> anyhow::Result<ExitCode
         anyhow::Ok((status, body))
     })?;
     println!("{} {}", status.as_u16(), String::from_utf8_lossy(&body));
-    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

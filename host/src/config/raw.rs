@@ -247,5 +247,6 @@ name_type!(
     }
 );
 impl EventPattern {
-    const RULE: &'static str = "use letters, digits, '_', '-', '.', ':', '/' and the wildcards '*' and '?'";
+    const RULE: &'static str =
+        "use letters, digits, '_', '-', '.', ':', '/' and the wildcards '*' and '?'";
 }

@@ -5,7 +5,9 @@ use super::*;
 
 fn env(k: &str) -> Option<String> {
     match k {
-        "OPTUM_WEBHOOK_SECRET" | "OLD" | "NEW" | "ACME_WEBHOOK_SECRET" => Some(format!("{k}-value")),
+        "OPTUM_WEBHOOK_SECRET" | "OLD" | "NEW" | "ACME_WEBHOOK_SECRET" => {
+            Some(format!("{k}-value"))
+        }
         _ => None,
     }
 }
@@ -20,7 +22,10 @@ fn empty_file_gets_documented_defaults() {
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:8081");
     assert_eq!(c.server.max_body_bytes, 1_048_576);
-    assert_eq!(c.store.path, Path::new("/etc/hookrouter/data/hookrouter.db"));
+    assert_eq!(
+        c.store.path,
+        Path::new("/etc/hookrouter/data/hookrouter.db")
+    );
     assert_eq!(c.plugins.dir, Path::new("/etc/hookrouter/plugins"));
     assert_eq!(c.plugins.timeout, Duration::from_millis(1000));
     assert_eq!(c.plugins.memory_bytes, 64 << 20);
@@ -56,9 +61,14 @@ fn explicit_keys_override_the_preset() {
 
 #[test]
 fn source_name_with_dash_maps_to_env_name() {
-    let e = parse("[[sources]]\nname = \"acme-pay\"\ntype_from = \"/t\"\nverify = { scheme = \"stripe\" }\n")
-        .unwrap_err();
-    assert!(e.to_string().contains("ACME_PAY_WEBHOOK_SECRET is not set"), "{e}");
+    let e = parse(
+        "[[sources]]\nname = \"acme-pay\"\ntype_from = \"/t\"\nverify = { scheme = \"stripe\" }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("ACME_PAY_WEBHOOK_SECRET is not set"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -67,7 +77,10 @@ fn errors_carry_line_column_and_key() {
         .unwrap_err();
     assert_eq!(e.position, Some((7, 10)));
     assert_eq!(e.key, "routes[0].source");
-    assert_eq!(e.to_string(), "/etc/hookrouter/router.toml:7:10: routes[0].source: unknown source \"optm\"");
+    assert_eq!(
+        e.to_string(),
+        "/etc/hookrouter/router.toml:7:10: routes[0].source: unknown source \"optm\""
+    );
 }
 
 #[test]
@@ -90,13 +103,21 @@ fn unused_plugin_settings_and_unsigned_sources_warn() {
 
 #[test]
 fn backoff_doubles_caps_and_jitters() {
-    let r = Retry { max_attempts: 8, base: Duration::from_secs(1), timeout: Duration::ZERO, workers: 1 };
+    let r = Retry {
+        max_attempts: 8,
+        base: Duration::from_secs(1),
+        timeout: Duration::ZERO,
+        workers: 1,
+    };
     for _ in 0..100 {
         let d1 = r.backoff(1).as_secs_f64();
         assert!((0.8..=1.2).contains(&d1), "{d1}");
         let d3 = r.backoff(3).as_secs_f64();
         assert!((3.2..=4.8).contains(&d3), "{d3}");
         let d20 = r.backoff(20).as_secs_f64();
-        assert!((240.0..=360.0).contains(&d20), "capped at 5 min ± 20%: {d20}");
+        assert!(
+            (240.0..=360.0).contains(&d20),
+            "capped at 5 min ± 20%: {d20}"
+        );
     }
 }

@@ -26,10 +26,17 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Option<Range<usize>>, key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.path.to_path_buf(),
-            position: span.filter(|s| s.end > 0).map(|s| line_col(self.text, s.start)),
+            position: span
+                .filter(|s| s.end > 0)
+                .map(|s| line_col(self.text, s.start)),
             key: key.into(),
             message: msg.into(),
         }
@@ -60,13 +67,21 @@ pub(super) fn parse(
     let mut warnings = Vec::new();
 
     if let Some(v) = raw.version.filter(|v| *v != 1) {
-        return Err(cx.err(None, "version", format!("unsupported version {v} (this hookrouter reads version 1)")));
+        return Err(cx.err(
+            None,
+            "version",
+            format!("unsupported version {v} (this hookrouter reads version 1)"),
+        ));
     }
 
     // [server]
     let addr = |s: &Spanned<String>, key: &str| -> Result<SocketAddr, ConfigError> {
         s.get_ref().parse().map_err(|e| {
-            cx.err(Some(s.span()), key, format!("invalid address {:?}: {e} (expected IP:PORT)", s.get_ref()))
+            cx.err(
+                Some(s.span()),
+                key,
+                format!("invalid address {:?}: {e} (expected IP:PORT)", s.get_ref()),
+            )
         })
     };
     let listen = addr(&raw.server.listen, "server.listen")?;
@@ -79,14 +94,24 @@ pub(super) fn parse(
         ));
     }
     let positive = |v: u64, key: &str| -> Result<u64, ConfigError> {
-        if v == 0 { Err(cx.err(None, key, "must be greater than 0")) } else { Ok(v) }
+        if v == 0 {
+            Err(cx.err(None, key, "must be greater than 0"))
+        } else {
+            Ok(v)
+        }
     };
     let server = Server {
         listen,
         admin_listen,
         max_body_bytes: positive(raw.server.max_body_bytes, "server.max_body_bytes")?,
-        header_timeout: Duration::from_millis(positive(raw.server.header_timeout_ms, "server.header_timeout_ms")?),
-        body_timeout: Duration::from_millis(positive(raw.server.body_timeout_ms, "server.body_timeout_ms")?),
+        header_timeout: Duration::from_millis(positive(
+            raw.server.header_timeout_ms,
+            "server.header_timeout_ms",
+        )?),
+        body_timeout: Duration::from_millis(positive(
+            raw.server.body_timeout_ms,
+            "server.body_timeout_ms",
+        )?),
     };
 
     // [store], [plugins], [outbox]
@@ -96,12 +121,26 @@ pub(super) fn parse(
     };
     let p = &raw.plugins;
     let in_range = |v: u64, lo: u64, hi: u64, key: &str| -> Result<u64, ConfigError> {
-        if (lo..=hi).contains(&v) { Ok(v) } else { Err(cx.err(None, key, format!("{v} is out of range {lo}..={hi}"))) }
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(cx.err(None, key, format!("{v} is out of range {lo}..={hi}")))
+        }
     };
     let plugin_retry = Retry {
         max_attempts: in_range(p.max_attempts.into(), 1, 1000, "plugins.max_attempts")? as u32,
-        base: Duration::from_millis(in_range(p.retry_base_ms, 1, 3_600_000, "plugins.retry_base_ms")?),
-        timeout: Duration::from_millis(in_range(p.timeout_ms, 1, MAX_TIMEOUT_MS, "plugins.timeout_ms")?),
+        base: Duration::from_millis(in_range(
+            p.retry_base_ms,
+            1,
+            3_600_000,
+            "plugins.retry_base_ms",
+        )?),
+        timeout: Duration::from_millis(in_range(
+            p.timeout_ms,
+            1,
+            MAX_TIMEOUT_MS,
+            "plugins.timeout_ms",
+        )?),
         workers: in_range(p.workers as u64, 1, 256, "plugins.workers")? as usize,
     };
     let plugins = Plugins {
@@ -112,14 +151,32 @@ pub(super) fn parse(
         workers: plugin_retry.workers,
     };
     let outbox = match &raw.outbox {
-        None => Retry { timeout: Duration::from_secs(10), ..plugin_retry.clone() },
+        None => Retry {
+            timeout: Duration::from_secs(10),
+            ..plugin_retry.clone()
+        },
         Some(o) => Retry {
-            max_attempts: in_range(o.max_attempts.unwrap_or(plugin_retry.max_attempts).into(), 1, 1000, "outbox.max_attempts")? as u32,
+            max_attempts: in_range(
+                o.max_attempts.unwrap_or(plugin_retry.max_attempts).into(),
+                1,
+                1000,
+                "outbox.max_attempts",
+            )? as u32,
             base: o.retry_base_ms.map_or(Ok(plugin_retry.base), |ms| {
                 in_range(ms, 1, 3_600_000, "outbox.retry_base_ms").map(Duration::from_millis)
             })?,
-            timeout: Duration::from_millis(in_range(o.timeout_ms.unwrap_or(10_000), 1, MAX_TIMEOUT_MS, "outbox.timeout_ms")?),
-            workers: in_range(o.workers.unwrap_or(plugin_retry.workers) as u64, 1, 256, "outbox.workers")? as usize,
+            timeout: Duration::from_millis(in_range(
+                o.timeout_ms.unwrap_or(10_000),
+                1,
+                MAX_TIMEOUT_MS,
+                "outbox.timeout_ms",
+            )?),
+            workers: in_range(
+                o.workers.unwrap_or(plugin_retry.workers) as u64,
+                1,
+                256,
+                "outbox.workers",
+            )? as usize,
         },
     };
 
@@ -127,7 +184,11 @@ pub(super) fn parse(
     let admin_token = match &raw.admin.token_env {
         None => None,
         Some(var) => Some(env(var).filter(|t| !t.is_empty()).ok_or_else(|| {
-            cx.err(None, "admin.token_env", format!("environment variable {var} is not set"))
+            cx.err(
+                None,
+                "admin.token_env",
+                format!("environment variable {var} is not set"),
+            )
         })?),
     };
 
@@ -151,27 +212,48 @@ pub(super) fn parse(
     let mut routes = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
         if let Some(m) = &r.content_match {
-            return Err(cx.err(Some(m.span()), format!("routes[{i}].match"), "content filters are not supported yet; route on event type and source"));
+            return Err(cx.err(
+                Some(m.span()),
+                format!("routes[{i}].match"),
+                "content filters are not supported yet; route on event type and source",
+            ));
         }
         if r.events.get_ref().is_empty() {
-            return Err(cx.err(Some(r.events.span()), format!("routes[{i}].events"), "must name at least one event pattern"));
+            return Err(cx.err(
+                Some(r.events.span()),
+                format!("routes[{i}].events"),
+                "must name at least one event pattern",
+            ));
         }
         if r.plugins.get_ref().is_empty() {
-            return Err(cx.err(Some(r.plugins.span()), format!("routes[{i}].plugins"), "must name at least one plugin"));
+            return Err(cx.err(
+                Some(r.plugins.span()),
+                format!("routes[{i}].plugins"),
+                "must name at least one plugin",
+            ));
         }
         let source = match &r.source {
             None => None,
             Some(name) => match sources.iter().find(|s| s.name.as_str() == name.get_ref()) {
                 Some(s) => Some(s.name.clone()),
                 None => {
-                    return Err(cx.err(Some(name.span()), format!("routes[{i}].source"), format!("unknown source {:?}", name.get_ref())));
+                    return Err(cx.err(
+                        Some(name.span()),
+                        format!("routes[{i}].source"),
+                        format!("unknown source {:?}", name.get_ref()),
+                    ));
                 }
             },
         };
         routes.push(Route {
             events: r.events.get_ref().clone(),
             source,
-            plugins: r.plugins.get_ref().iter().map(|p| p.get_ref().clone()).collect(),
+            plugins: r
+                .plugins
+                .get_ref()
+                .iter()
+                .map(|p| p.get_ref().clone())
+                .collect(),
         });
     }
 
@@ -187,7 +269,14 @@ pub(super) fn parse(
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 other => {
-                    return Err(cx.err(Some(v.span()), format!("{key}.config.{k}"), format!("must be a string, number or boolean, not {}", other.type_str())));
+                    return Err(cx.err(
+                        Some(v.span()),
+                        format!("{key}.config.{k}"),
+                        format!(
+                            "must be a string, number or boolean, not {}",
+                            other.type_str()
+                        ),
+                    ));
                 }
             };
             config.insert(k.clone(), value);
@@ -196,14 +285,27 @@ pub(super) fn parse(
         for (j, host) in settings.allow_forward.iter().enumerate() {
             let h = host.get_ref();
             if !valid_host(h) {
-                return Err(cx.err(Some(host.span()), format!("{key}.allow_forward[{j}]"), format!("invalid entry {h:?}: expected host or host:port")));
+                return Err(cx.err(
+                    Some(host.span()),
+                    format!("{key}.allow_forward[{j}]"),
+                    format!("invalid entry {h:?}: expected host or host:port"),
+                ));
             }
             allow_forward.push(h.to_ascii_lowercase());
         }
         if !routes.iter().any(|r| r.plugins.contains(name.get_ref())) {
-            warnings.push(format!("{key}: no route names plugin {:?}", name.get_ref().as_str()));
+            warnings.push(format!(
+                "{key}: no route names plugin {:?}",
+                name.get_ref().as_str()
+            ));
         }
-        plugin_settings.insert(name.get_ref().clone(), PluginSettings { config, allow_forward });
+        plugin_settings.insert(
+            name.get_ref().clone(),
+            PluginSettings {
+                config,
+                allow_forward,
+            },
+        );
     }
 
     Ok(Config {
@@ -223,9 +325,14 @@ pub(super) fn parse(
 
 /// Parses the TOML, keeping the path of the key at fault and its position.
 fn deserialize(cx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
-    let de = toml::Deserializer::parse(cx.text).map_err(|e| cx.err(e.span(), "", e.message().to_string()))?;
+    let de = toml::Deserializer::parse(cx.text)
+        .map_err(|e| cx.err(e.span(), "", e.message().to_string()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        // `Spanned` wraps values in a private field; it is no part of the user's key.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let inner = e.into_inner();
         let key = if key == "." { String::new() } else { key };
         cx.err(inner.span(), key, inner.message().to_string())
@@ -245,11 +352,20 @@ fn source(
         None => None,
         Some(p) => Some(p.get_ref().parse::<Preset>().map_err(|_| {
             let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
-            cx.err(Some(p.span()), format!("{key}.preset"), format!("unknown preset {:?} (expected one of {})", p.get_ref(), names.join(", ")))
+            cx.err(
+                Some(p.span()),
+                format!("{key}.preset"),
+                format!(
+                    "unknown preset {:?} (expected one of {})",
+                    p.get_ref(),
+                    names.join(", ")
+                ),
+            )
         })?),
     };
     let extractor = |spec: &Spanned<String>, what: &str| {
-        Extractor::parse(spec.get_ref()).map_err(|e| cx.err(Some(spec.span()), format!("{key}.{what}"), e.to_string()))
+        Extractor::parse(spec.get_ref())
+            .map_err(|e| cx.err(Some(spec.span()), format!("{key}.{what}"), e.to_string()))
     };
     let type_from = match (&s.type_from, preset) {
         (Some(spec), _) => extractor(spec, "type_from")?,
@@ -270,36 +386,65 @@ fn source(
     let preset_scheme = preset.map(|p| p.scheme());
     let scheme_name = match v.and_then(|v| v.scheme.as_ref()) {
         Some(sn) => sn.get_ref().clone(),
-        None => preset_scheme.as_ref().map_or("none", |s| s.name()).to_string(),
+        None => preset_scheme
+            .as_ref()
+            .map_or("none", |s| s.name())
+            .to_string(),
     };
-    let header = v.and_then(|v| v.header.clone()).or_else(|| match &preset_scheme {
-        Some(Scheme::HmacSha256 { header }) if scheme_name == "hmac-sha256" => Some(header.clone()),
-        _ => None,
-    });
+    let header = v
+        .and_then(|v| v.header.clone())
+        .or_else(|| match &preset_scheme {
+            Some(Scheme::HmacSha256 { header }) if scheme_name == "hmac-sha256" => {
+                Some(header.clone())
+            }
+            _ => None,
+        });
     let scheme = Scheme::from_config(&scheme_name, header.as_deref()).map_err(|e| {
-        let span = v.and_then(|v| v.scheme.as_ref()).map(|s| s.span()).or(verify_span.clone());
+        let span = v
+            .and_then(|v| v.scheme.as_ref())
+            .map(|s| s.span())
+            .or(verify_span.clone());
         cx.err(span, format!("{key}.verify"), e.to_string())
     })?;
     let tolerance = Duration::from_secs(v.and_then(|v| v.tolerance_secs).unwrap_or(300));
 
     let (secret_envs, env_span) = match v.and_then(|v| v.secret_env.as_ref()) {
         Some(se) => (se.get_ref().clone().into_vec(), Some(se.span())),
-        None => (vec![format!("{}_WEBHOOK_SECRET", name.as_str().to_ascii_uppercase().replace('-', "_"))], None),
+        None => (
+            vec![format!(
+                "{}_WEBHOOK_SECRET",
+                name.as_str().to_ascii_uppercase().replace('-', "_")
+            )],
+            None,
+        ),
     };
     let span = env_span.or(verify_span).unwrap_or(s.name.span());
     let mut secrets = Vec::new();
     if matches!(scheme, Scheme::None) {
         if preset.is_none() && s.verify.is_none() {
-            warnings.push(format!("{key}: source {:?} accepts unsigned requests (verify.scheme = \"none\")", name.as_str()));
+            warnings.push(format!(
+                "{key}: source {:?} accepts unsigned requests (verify.scheme = \"none\")",
+                name.as_str()
+            ));
         }
     } else {
         if secret_envs.is_empty() || secret_envs.len() > 2 {
-            return Err(cx.err(Some(span), format!("{key}.verify.secret_env"), "name one variable, or two (old and new) while rotating"));
+            return Err(cx.err(
+                Some(span),
+                format!("{key}.verify.secret_env"),
+                "name one variable, or two (old and new) while rotating",
+            ));
         }
         for var in &secret_envs {
             match env(var) {
                 Some(secret) if !secret.is_empty() => secrets.push(secret),
-                _ => return Err(cx.err(Some(span), format!("{key}.verify.secret_env"), format!("environment variable {var} is not set"))),
+                _ => {
+                    return Err(cx.err(
+                        Some(span),
+                        format!("{key}.verify.secret_env"),
+                        format!("environment variable {var} is not set"),
+                    ));
+                }
             }
         }
     }
@@ -310,7 +455,11 @@ fn source(
         type_from,
         id_from,
         verifier,
-        secret_envs: if scheme_name == "none" { Vec::new() } else { secret_envs },
+        secret_envs: if scheme_name == "none" {
+            Vec::new()
+        } else {
+            secret_envs
+        },
         preset: s.preset.as_ref().map(|p| p.get_ref().clone()),
         scheme_name,
     })
@@ -330,5 +479,9 @@ fn valid_host(entry: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     !host.is_empty()
         && (host.parse::<std::net::IpAddr>().is_ok()
-            || host.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')))
+            || host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
 }

@@ -33,8 +33,14 @@ pub(crate) struct Ingress {
 impl Ingress {
     pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
-        let Some(name) = path.strip_prefix("/webhooks/").filter(|n| !n.is_empty() && !n.contains('/')) else {
-            return http::error(StatusCode::NOT_FOUND, "not found: webhooks are POSTed to /webhooks/{source}");
+        let Some(name) = path
+            .strip_prefix("/webhooks/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+        else {
+            return http::error(
+                StatusCode::NOT_FOUND,
+                "not found: webhooks are POSTed to /webhooks/{source}",
+            );
         };
         let name = name.to_string();
         let live = self.live.load_full();
@@ -44,8 +50,12 @@ impl Ingress {
         };
         if req.method() != Method::POST {
             reject(&name, "method");
-            let mut resp = http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use POST");
-            resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            let mut resp = http::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: use POST",
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
             return resp;
         }
 
@@ -69,15 +79,24 @@ impl Ingress {
         {
             Err(_) => {
                 reject(&name, "timeout");
-                return http::error(StatusCode::REQUEST_TIMEOUT, "request body not received in time");
+                return http::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                );
             }
-            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
                 reject(&name, "size");
                 return too_large(limit);
             }
             Ok(Err(e)) => {
                 reject(&name, "body");
-                return http::error(StatusCode::BAD_REQUEST, format!("cannot read request body: {e}"));
+                return http::error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read request body: {e}"),
+                );
             }
             Ok(Ok(collected)) => collected.to_bytes(),
         };
@@ -92,12 +111,22 @@ impl Ingress {
             Ok(v) => v,
             Err(e) => {
                 reject(&name, "json");
-                return http::error(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}"));
+                return http::error(
+                    StatusCode::BAD_REQUEST,
+                    format!("body is not valid JSON: {e}"),
+                );
             }
         };
-        let Some(event_type) = source.type_from.extract(&parts.headers, &value).filter(|t| !t.is_empty()) else {
+        let Some(event_type) = source
+            .type_from
+            .extract(&parts.headers, &value)
+            .filter(|t| !t.is_empty())
+        else {
             reject(&name, "type");
-            return http::error(StatusCode::BAD_REQUEST, format!("no event type at {}", source.type_from));
+            return http::error(
+                StatusCode::BAD_REQUEST,
+                format!("no event type at {}", source.type_from),
+            );
         };
         let external_id = source
             .id_from
@@ -126,18 +155,31 @@ impl Ingress {
         let (status, resp) = match answer {
             Ok(Ingested::Stored { id, deliveries }) => {
                 tracing::info!(event_id = %id, source = %name, event_type = %event_type, deliveries, "event stored");
-                (StatusCode::ACCEPTED, json!({ "id": id, "deliveries": deliveries }))
+                (
+                    StatusCode::ACCEPTED,
+                    json!({ "id": id, "deliveries": deliveries }),
+                )
             }
             Ok(Ingested::Duplicate { id }) => {
-                METRICS.duplicates.get_or_create(&SourceLabel { source: name.clone() }).inc();
+                METRICS
+                    .duplicates
+                    .get_or_create(&SourceLabel {
+                        source: name.clone(),
+                    })
+                    .inc();
                 tracing::info!(event_id = %id, source = %name, "duplicate event dropped");
                 (StatusCode::OK, json!({ "id": id, "duplicate": true }))
             }
             Err(e) => {
                 tracing::warn!(source = %name, error = %e, "store refused event");
-                let retry = if matches!(e, StoreError::Busy(_)) { "1" } else { "5" };
+                let retry = if matches!(e, StoreError::Busy(_)) {
+                    "1"
+                } else {
+                    "5"
+                };
                 let mut resp = http::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-                resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(retry));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static(retry));
                 count(&name, &event_type, StatusCode::SERVICE_UNAVAILABLE);
                 return resp;
             }
@@ -152,20 +194,34 @@ fn count(source: &str, event_type: &str, status: StatusCode) {
         .received
         .get_or_create(&ReceivedLabels {
             source: source.to_string(),
-            kind: TypeLabel { r#type: event_type.to_string() },
+            kind: TypeLabel {
+                r#type: event_type.to_string(),
+            },
             status: status.as_u16(),
         })
         .inc();
 }
 
 fn reject(source: &str, reason: &'static str) {
-    METRICS.rejected.get_or_create(&RejectLabels { source: source.to_string(), reason }).inc();
+    METRICS
+        .rejected
+        .get_or_create(&RejectLabels {
+            source: source.to_string(),
+            reason,
+        })
+        .inc();
 }
 
 fn too_large(limit: u64) -> Response<Body> {
-    let mut resp = http::error(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds {limit} bytes"));
+    let mut resp = http::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body exceeds {limit} bytes"),
+    );
     // The rest of the body is unread: the connection cannot be reused.
-    resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     resp
 }
 
@@ -173,13 +229,19 @@ fn too_large(limit: u64) -> Response<Body> {
 /// passed on lossily (they were verified on the raw bytes before this).
 fn headers_of(map: &hyper::HeaderMap) -> Vec<(String, String)> {
     map.iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
 /// The body is valid JSON at this point, hence valid UTF-8.
 fn body_text(body: Bytes) -> String {
-    String::from_utf8(body.to_vec()).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    String::from_utf8(body.to_vec())
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Starts the ingress server on `listener`; returns when `shutdown` resolves and

@@ -20,8 +20,8 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::event::Event;
 
-pub use read::{DeadEntry, DeliveryRow, EventRecord, Reader, StoreCounts};
 pub(crate) use read::parse_dead_id;
+pub use read::{DeadEntry, DeliveryRow, EventRecord, Reader, StoreCounts};
 
 /// Why the store could not take a request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -93,7 +93,10 @@ pub enum DeliveryOutcome {
         emitted: Vec<Emitted>,
     },
     /// It failed; retry at `retry_at` (unix ms), or dead-letter when `None`.
-    Failed { error: String, retry_at: Option<i64> },
+    Failed {
+        error: String,
+        retry_at: Option<i64>,
+    },
     /// Give the delivery back without spending an attempt (shutdown, plugin gone).
     Release { due_at: i64 },
 }
@@ -101,8 +104,14 @@ pub enum DeliveryOutcome {
 /// How a forward ended this time.
 #[derive(Debug, Clone)]
 pub enum ForwardOutcome {
-    Sent { status: u16 },
-    Failed { error: String, status: Option<u16>, retry_at: Option<i64> },
+    Sent {
+        status: u16,
+    },
+    Failed {
+        error: String,
+        status: Option<u16>,
+        retry_at: Option<i64>,
+    },
     Release,
 }
 
@@ -114,12 +123,36 @@ pub enum ReplayTarget {
 }
 
 pub(crate) enum Command {
-    Ingest { event: Event, plugins: Vec<String>, reply: oneshot::Sender<Result<Ingested, StoreError>> },
-    ClaimDeliveries { loaded: Vec<String>, limit: usize, lease: Duration, reply: oneshot::Sender<Result<Vec<ClaimedDelivery>, StoreError>> },
-    FinishDelivery { id: i64, outcome: DeliveryOutcome, reply: oneshot::Sender<Result<(), StoreError>> },
-    ClaimForwards { limit: usize, lease: Duration, reply: oneshot::Sender<Result<Vec<ClaimedForward>, StoreError>> },
-    FinishForward { id: i64, outcome: ForwardOutcome, reply: oneshot::Sender<Result<(), StoreError>> },
-    Replay { target: ReplayTarget, reply: oneshot::Sender<Result<usize, StoreError>> },
+    Ingest {
+        event: Event,
+        plugins: Vec<String>,
+        reply: oneshot::Sender<Result<Ingested, StoreError>>,
+    },
+    ClaimDeliveries {
+        loaded: Vec<String>,
+        limit: usize,
+        lease: Duration,
+        reply: oneshot::Sender<Result<Vec<ClaimedDelivery>, StoreError>>,
+    },
+    FinishDelivery {
+        id: i64,
+        outcome: DeliveryOutcome,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    ClaimForwards {
+        limit: usize,
+        lease: Duration,
+        reply: oneshot::Sender<Result<Vec<ClaimedForward>, StoreError>>,
+    },
+    FinishForward {
+        id: i64,
+        outcome: ForwardOutcome,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Replay {
+        target: ReplayTarget,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
 }
 
 /// A handle to the store; cheap to clone.
@@ -147,9 +180,10 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create store folder {}", dir.display()))?;
         }
-        let mut conn = schema::open(path)
-            .with_context(|| format!("cannot open store {}", path.display()))?;
-        schema::migrate(&mut conn).with_context(|| format!("cannot migrate store {}", path.display()))?;
+        let mut conn =
+            schema::open(path).with_context(|| format!("cannot open store {}", path.display()))?;
+        schema::migrate(&mut conn)
+            .with_context(|| format!("cannot migrate store {}", path.display()))?;
         // One process owns the file, so any lease in it belonged to a process that died.
         conn.execute_batch(
             "UPDATE deliveries SET lease_until = 0 WHERE lease_until != 0;
@@ -158,12 +192,22 @@ impl Store {
         let (tx, rx) = std::sync::mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let work = Arc::new(Notify::new());
-        let w = writer::Writer { conn, queued: queued.clone(), work: work.clone() };
+        let w = writer::Writer {
+            conn,
+            queued: queued.clone(),
+            work: work.clone(),
+        };
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || w.run(rx))
             .context("cannot start the store writer thread")?;
-        Ok(Store { tx, queued, max_backlog, work, path: path.to_path_buf() })
+        Ok(Store {
+            tx,
+            queued,
+            max_backlog,
+            work,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The database file.
@@ -181,14 +225,23 @@ impl Store {
         self.queued.load(Ordering::Relaxed)
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command) -> Result<T, StoreError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(make(reply)).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(StoreError::Unavailable("the store writer has stopped".into()));
+            return Err(StoreError::Unavailable(
+                "the store writer has stopped".into(),
+            ));
         }
-        rx.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the store writer has stopped".into())))
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the store writer has stopped".into(),
+            ))
+        })
     }
 
     /// Stores `event` with one pending delivery per plugin; answers once it is on disk.
@@ -197,27 +250,58 @@ impl Store {
         if queued >= self.max_backlog {
             return Err(StoreError::Busy(queued));
         }
-        self.call(|reply| Command::Ingest { event, plugins, reply }).await
+        self.call(|reply| Command::Ingest {
+            event,
+            plugins,
+            reply,
+        })
+        .await
     }
 
     /// Leases up to `limit` due deliveries whose plugin is in `loaded`.
-    pub async fn claim_deliveries(&self, loaded: Vec<String>, limit: usize, lease: Duration) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.call(|reply| Command::ClaimDeliveries { loaded, limit, lease, reply }).await
+    pub async fn claim_deliveries(
+        &self,
+        loaded: Vec<String>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.call(|reply| Command::ClaimDeliveries {
+            loaded,
+            limit,
+            lease,
+            reply,
+        })
+        .await
     }
 
     /// Records a delivery's outcome together with its effects, in one transaction.
-    pub async fn finish_delivery(&self, id: i64, outcome: DeliveryOutcome) -> Result<(), StoreError> {
-        self.call(|reply| Command::FinishDelivery { id, outcome, reply }).await
+    pub async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: DeliveryOutcome,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| Command::FinishDelivery { id, outcome, reply })
+            .await
     }
 
     /// Leases up to `limit` due forwards.
-    pub async fn claim_forwards(&self, limit: usize, lease: Duration) -> Result<Vec<ClaimedForward>, StoreError> {
-        self.call(|reply| Command::ClaimForwards { limit, lease, reply }).await
+    pub async fn claim_forwards(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedForward>, StoreError> {
+        self.call(|reply| Command::ClaimForwards {
+            limit,
+            lease,
+            reply,
+        })
+        .await
     }
 
     /// Records a forward's outcome.
     pub async fn finish_forward(&self, id: i64, outcome: ForwardOutcome) -> Result<(), StoreError> {
-        self.call(|reply| Command::FinishForward { id, outcome, reply }).await
+        self.call(|reply| Command::FinishForward { id, outcome, reply })
+            .await
     }
 
     /// Makes dead entries pending again with fresh attempts; returns how many.
@@ -234,7 +318,11 @@ pub fn replay_offline(path: &Path, target: &ReplayTarget) -> anyhow::Result<usiz
     }
     let mut conn = schema::open(path)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let n = writer::replay(&tx, target, crate::event::unix_ms(std::time::SystemTime::now()))?;
+    let n = writer::replay(
+        &tx,
+        target,
+        crate::event::unix_ms(std::time::SystemTime::now()),
+    )?;
     tx.commit()?;
     Ok(n)
 }

@@ -96,7 +96,11 @@ fn dead_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadEntry> {
     let kind: String = r.get(1)?;
     Ok(DeadEntry {
         id: r.get(0)?,
-        kind: if kind == "delivery" { "delivery" } else { "forward" },
+        kind: if kind == "delivery" {
+            "delivery"
+        } else {
+            "forward"
+        },
         event_id: r.get(2)?,
         source: r.get(3)?,
         event_type: r.get(4)?,
@@ -115,7 +119,9 @@ impl Reader {
             anyhow::bail!("store {} does not exist", path.display());
         }
         let conn = super::schema::open(path)?;
-        Ok(Reader { conn: Mutex::new(conn) })
+        Ok(Reader {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
@@ -126,8 +132,11 @@ impl Reader {
     /// Dead entries, newest first.
     pub fn dead(&self, limit: usize) -> anyhow::Result<Vec<DeadEntry>> {
         self.with(|c| {
-            let sql = format!("{DEAD_DELIVERIES} UNION ALL {DEAD_FORWARDS} ORDER BY 10 DESC, 1 LIMIT ?1");
-            c.prepare(&sql)?.query_map([limit as i64], dead_row)?.collect()
+            let sql =
+                format!("{DEAD_DELIVERIES} UNION ALL {DEAD_FORWARDS} ORDER BY 10 DESC, 1 LIMIT ?1");
+            c.prepare(&sql)?
+                .query_map([limit as i64], dead_row)?
+                .collect()
         })
     }
 
@@ -137,7 +146,11 @@ impl Reader {
             return Ok(None);
         };
         self.with(|c| {
-            let base = if kind == 'd' { DEAD_DELIVERIES } else { DEAD_FORWARDS };
+            let base = if kind == 'd' {
+                DEAD_DELIVERIES
+            } else {
+                DEAD_FORWARDS
+            };
             let col = if kind == 'd' { "d.id" } else { "o.id" };
             let entry = c
                 .prepare(&format!("{base} AND {col} = ?1"))?
@@ -186,7 +199,9 @@ impl Reader {
                 let mut out = [0u64; 3];
                 let sql = format!("SELECT state, count(*) FROM {table} GROUP BY state");
                 let mut stmt = c.prepare(&sql)?;
-                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?;
                 for row in rows {
                     let (state, n) = row?;
                     let slot = match state.as_str() {
@@ -201,7 +216,8 @@ impl Reader {
             let [dp, dd, dx] = by_state("deliveries")?;
             let [fp, fd, fx] = by_state("outbox")?;
             Ok(StoreCounts {
-                events: c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?,
+                events: c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))?
+                    as u64,
                 deliveries_pending: dp,
                 deliveries_done: dd,
                 deliveries_dead: dx,

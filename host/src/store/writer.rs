@@ -88,12 +88,21 @@ impl Writer {
             // of itself behind and does not fail the others.
             let mut sp = tx.savepoint()?;
             let reply = match cmd {
-                Command::Ingest { event, plugins, reply } => {
+                Command::Ingest {
+                    event,
+                    plugins,
+                    reply,
+                } => {
                     let r = ingest(&sp, &event, &plugins, None, now);
                     *wake |= matches!(r, Ok(Ingested::Stored { deliveries, .. }) if deliveries > 0);
                     finish(&mut sp, reply, r)
                 }
-                Command::ClaimDeliveries { loaded, limit, lease, reply } => {
+                Command::ClaimDeliveries {
+                    loaded,
+                    limit,
+                    lease,
+                    reply,
+                } => {
                     let r = claim_deliveries(&sp, &loaded, limit, lease, now);
                     finish(&mut sp, reply, r)
                 }
@@ -102,7 +111,11 @@ impl Writer {
                     *wake |= matches!(r, Ok(true));
                     finish(&mut sp, reply, r.map(|_| ()))
                 }
-                Command::ClaimForwards { limit, lease, reply } => {
+                Command::ClaimForwards {
+                    limit,
+                    lease,
+                    reply,
+                } => {
                     let r = claim_forwards(&sp, limit, lease, now);
                     finish(&mut sp, reply, r)
                 }
@@ -169,10 +182,16 @@ fn ingest(
         ])?;
     if inserted == 0 {
         let id: Option<String> = tx
-            .prepare_cached("SELECT id FROM events WHERE (source = ?1 AND external_id = ?2) OR id = ?3")?
-            .query_row(params![event.source, event.external_id, event.id], |r| r.get(0))
+            .prepare_cached(
+                "SELECT id FROM events WHERE (source = ?1 AND external_id = ?2) OR id = ?3",
+            )?
+            .query_row(params![event.source, event.external_id, event.id], |r| {
+                r.get(0)
+            })
             .optional()?;
-        return Ok(Ingested::Duplicate { id: id.unwrap_or_else(|| event.id.clone()) });
+        return Ok(Ingested::Duplicate {
+            id: id.unwrap_or_else(|| event.id.clone()),
+        });
     }
     let mut stmt = tx.prepare_cached(
         "INSERT INTO deliveries (event_id, plugin, state, due_at, updated_at)
@@ -181,7 +200,10 @@ fn ingest(
     for p in plugins {
         stmt.execute(params![event.id, p, now])?;
     }
-    Ok(Ingested::Stored { id: event.id.clone(), deliveries: plugins.len() })
+    Ok(Ingested::Stored {
+        id: event.id.clone(),
+        deliveries: plugins.len(),
+    })
 }
 
 fn claim_deliveries(
@@ -209,7 +231,12 @@ fn claim_deliveries(
     let mut out = Vec::with_capacity(rows.len());
     for (id, event_id, plugin, attempts) in rows {
         let event = load_event(tx, &event_id)?;
-        out.push(ClaimedDelivery { id, plugin, attempts, event });
+        out.push(ClaimedDelivery {
+            id,
+            plugin,
+            attempts,
+            event,
+        });
     }
     out.sort_by_key(|c| c.id);
     Ok(out)
@@ -242,7 +269,11 @@ fn finish_delivery(
     now: i64,
 ) -> rusqlite::Result<bool> {
     match outcome {
-        DeliveryOutcome::Done { version, forwards, emitted } => {
+        DeliveryOutcome::Done {
+            version,
+            forwards,
+            emitted,
+        } => {
             let changed = tx.execute(
                 "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lease_until = 0,
                  version = ?2, last_error = NULL, updated_at = ?3
@@ -263,8 +294,22 @@ fn finish_delivery(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
             )?;
             for f in &forwards {
-                let state = if f.refused.is_some() { "dead" } else { "pending" };
-                stmt.execute(params![id, event_id, plugin, f.url, headers_json(&f.headers), f.body, state, now, f.refused])?;
+                let state = if f.refused.is_some() {
+                    "dead"
+                } else {
+                    "pending"
+                };
+                stmt.execute(params![
+                    id,
+                    event_id,
+                    plugin,
+                    f.url,
+                    headers_json(&f.headers),
+                    f.body,
+                    state,
+                    now,
+                    f.refused
+                ])?;
             }
             let mut made = forwards.iter().any(|f| f.refused.is_none());
             for e in &emitted {
@@ -274,7 +319,11 @@ fn finish_delivery(
             Ok(made)
         }
         DeliveryOutcome::Failed { error, retry_at } => {
-            let state = if retry_at.is_some() { "pending" } else { "dead" };
+            let state = if retry_at.is_some() {
+                "pending"
+            } else {
+                "dead"
+            };
             tx.execute(
                 "UPDATE deliveries SET state = ?2, attempts = attempts + 1, lease_until = 0,
                  due_at = ?3, last_error = ?4, updated_at = ?5
@@ -336,12 +385,20 @@ fn finish_forward(
              status = ?2, last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'pending'",
             params![id, status, now],
         )?,
-        ForwardOutcome::Failed { error, status, retry_at } => tx.execute(
+        ForwardOutcome::Failed {
+            error,
+            status,
+            retry_at,
+        } => tx.execute(
             "UPDATE outbox SET state = ?2, attempts = attempts + 1, lease_until = 0, status = ?3,
              due_at = ?4, last_error = ?5, updated_at = ?6 WHERE id = ?1 AND state = 'pending'",
             params![
                 id,
-                if retry_at.is_some() { "pending" } else { "dead" },
+                if retry_at.is_some() {
+                    "pending"
+                } else {
+                    "dead"
+                },
                 status,
                 retry_at.unwrap_or(now),
                 error,

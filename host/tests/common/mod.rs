@@ -14,7 +14,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_hookrouter");
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Builds every example plugin and fixture from source, once per test process
@@ -105,9 +108,18 @@ impl Router {
             let addr: String = s.chars().take_while(|c| *c != ' ' && *c != ')').collect();
             format!("http://{addr}")
         });
-        let url = urls.next().unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        let admin = urls.next().unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Router { child, dir: dir.to_path_buf(), url, admin }
+        let url = urls
+            .next()
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let admin = urls
+            .next()
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Router {
+            child,
+            dir: dir.to_path_buf(),
+            url,
+            admin,
+        }
     }
 
     pub fn webhook(&self, source: &str) -> String {
@@ -122,7 +134,10 @@ impl Router {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -175,17 +190,25 @@ pub fn openssl_hmac_base64(key: &[u8], content: &[u8]) -> String {
     let hexkey: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(format!("openssl dgst -sha256 -mac HMAC -macopt hexkey:{hexkey} -binary | openssl base64 -A"))
+        .arg(format!(
+            "openssl dgst -sha256 -mac HMAC -macopt hexkey:{hexkey} -binary | openssl base64 -A"
+        ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(content).unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
+    String::from_utf8(child.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 pub fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// Polls `f` until it returns `Some`, or panics after `secs` seconds.
@@ -203,5 +226,8 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
 }
 
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
