@@ -1,1 +1,3 @@
 //! hookrouter
+pub mod event;
+pub mod plugins;

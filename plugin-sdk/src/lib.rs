@@ -99,10 +99,12 @@ macro_rules! export_handler {
             impl $crate::guest::Guest for HookrouterPlugin {
                 fn handle(
                     event: $crate::guest::WitEvent,
-                ) -> ::std::result::Result<::std::vec::Vec<$crate::guest::WitAction>, ::std::string::String>
-                {
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::guest::WitAction>,
+                    ::std::string::String,
+                > {
                     $crate::guest::call(event, $handler)
-                }
+        }
             }
             $crate::guest::__export_plugin!(HookrouterPlugin with_types_in $crate::guest::bindings);
         };

@@ -91,7 +91,9 @@ impl TestEvent {
 
     /// Adds a header (the name is lower-cased, as the router does).
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.0.headers.push((name.to_ascii_lowercase(), value.into()));
+        self.0
+            .headers
+            .push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
