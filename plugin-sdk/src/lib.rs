@@ -91,22 +91,25 @@ pub use serde_json;
 #[macro_export]
 macro_rules! export_handler {
     ($handler:path) => {
-        const _: fn($crate::Event) -> $crate::Result<::std::vec::Vec<$crate::Action>> = $handler;
+        const _: $crate::guest_support::Handler = $handler;
 
         #[cfg(target_arch = "wasm32")]
         const _: () = {
+            use $crate::guest::{Guest, WitAction, WitEvent};
             struct HookrouterPlugin;
-            impl $crate::guest::Guest for HookrouterPlugin {
-                fn handle(
-                    event: $crate::guest::WitEvent,
-                ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::guest::WitAction>,
-                    ::std::string::String,
-                > {
+            impl Guest for HookrouterPlugin {
+                fn handle(event: WitEvent) -> ::std::result::Result<Vec<WitAction>, String> {
                     $crate::guest::call(event, $handler)
-        }
+                }
             }
-            $crate::guest::__export_plugin!(HookrouterPlugin with_types_in $crate::guest::bindings);
+            use $crate::guest::bindings as wit;
+    $crate::guest::__export_plugin!(HookrouterPlugin with_types_in wit);
         };
     };
+}
+
+#[doc(hidden)]
+pub mod guest_support {
+    /// The type every handler has.
+    pub type Handler = fn(crate::Event) -> crate::Result<Vec<crate::Action>>;
 }
