@@ -51,7 +51,7 @@ enum Command {
         #[arg(long)]
         event: PathBuf,
         /// A config entry handed to the plugin (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::plugins::cli::parse_set)]
         sets: Vec<(String, String)>,
     },
     /// Inspect and replay dead deliveries and forwards.
@@ -59,13 +59,6 @@ enum Command {
         #[command(subcommand)]
         command: dead::DeadCommand,
     },
-}
-
-fn parse_set(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .filter(|(k, _)| !k.is_empty())
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 /// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `info`).

@@ -1,0 +1,242 @@
+//! The command-module ABI (WASI preview 1, `_start`): the event as one JSON object
+//! on stdin, config in the environment, actions as JSON lines on stdout, success
+//! as exit status 0.
+//!
+//! Owns: the stdin document, the stdout line format, the exit-status rules.
+//! Never: grants files, sockets or any environment beyond `HOOKROUTER_PLUGIN` and
+//! the plugin's config entries, or touches the network.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use wasmtime::{Engine, Linker, Module, ModuleExport, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtx};
+
+use super::engine::PluginEngine;
+use super::error::PluginError;
+use super::sandbox::{self, Capture, Context, Limiter};
+use crate::event::{Action, Event};
+
+/// Store state of one command invocation.
+pub(crate) struct State {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+/// The linker every command module is instantiated with: WASI preview 1 only.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)?;
+    Ok(linker)
+}
+
+/// A validated, pre-instantiated command module.
+pub(crate) struct Runner {
+    pre: wasmtime::InstancePre<State>,
+    start: ModuleExport,
+}
+
+impl Runner {
+    /// Checks imports (only WASI preview 1) and the `_start` and `memory` exports.
+    pub(crate) fn new(engine: &PluginEngine, module: Module) -> wasmtime::Result<Self> {
+        let start = match module.get_export("_start") {
+            Some(wasmtime::ExternType::Func(f))
+                if f.params().len() == 0 && f.results().len() == 0 =>
+            {
+                module.get_export_index("_start")
+            }
+            Some(_) => wasmtime::bail!("export `_start` is not a function of no arguments"),
+            None => wasmtime::bail!(
+                "a core module must be a WASI command exporting `_start` (is it a library or a reactor?)"
+            ),
+        };
+        if !matches!(
+            module.get_export("memory"),
+            Some(wasmtime::ExternType::Memory(_))
+        ) {
+            wasmtime::bail!("a command module must export its `memory`");
+        }
+        let start = start.ok_or_else(|| wasmtime::format_err!("export `_start` not indexable"))?;
+        let pre = engine.inner.command_linker.instantiate_pre(&module)?;
+        Ok(Runner { pre, start })
+    }
+
+    pub(crate) fn run(
+        &self,
+        engine: &PluginEngine,
+        ctx: &Context<'_>,
+        event: &Event,
+        attempt: u32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Vec<Action>, PluginError> {
+        let limits = &engine.inner.limits;
+        let stdout = Capture::new(limits.max_output_bytes);
+        let stderr = Capture::new(limits.max_output_bytes);
+        let mut builder = WasiCtx::builder();
+        builder
+            .stdin(MemoryInputPipe::new(stdin_document(event, attempt)))
+            .stdout(stdout.pipe())
+            .stderr(stderr.pipe())
+            .arg(ctx.plugin)
+            .env("HOOKROUTER_PLUGIN", ctx.plugin)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for (key, value) in config {
+            builder.env(key, value);
+        }
+        let state = State {
+            wasi: builder.build_p1(),
+            limiter: Limiter::new(limits),
+        };
+        let mut store = Store::new(&engine.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        sandbox::set_deadline(&mut store, limits);
+
+        let result = self.pre.instantiate(&mut store).and_then(|instance| {
+            let start = instance
+                .get_module_export(&mut store, &self.start)
+                .and_then(|e| e.into_func())
+                .ok_or_else(|| wasmtime::format_err!("export `_start` disappeared"))?;
+            start.typed::<(), ()>(&store)?.call(&mut store, ())
+        });
+        sandbox::log_lines(ctx, "stderr", &stderr.contents());
+        let over = stdout.overflowed() || stderr.overflowed();
+        match result {
+            Ok(()) => {}
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(I32Exit(0)) => {}
+                Some(I32Exit(code)) => {
+                    return Err(ctx.guest(format!("exited with status {code}")));
+                }
+                None => return Err(ctx.failure(&e, store.data().limiter.hit, over)),
+            },
+        }
+        if over {
+            return Err(ctx.output_limit());
+        }
+        parse_actions(ctx, &stdout.contents(), limits.max_actions)
+    }
+}
+
+/// `{"id","type","source","received_at","attempt","headers":{...},"data":<body>}`.
+/// Repeated headers are joined with ", " as HTTP allows; a body that is not JSON
+/// (it always is, after ingress) is passed as a JSON string.
+pub(crate) fn stdin_document(event: &Event, attempt: u32) -> Vec<u8> {
+    let mut headers = Map::new();
+    for (name, value) in &event.headers {
+        match headers.get_mut(name) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(value);
+            }
+            _ => {
+                headers.insert(name.clone(), Value::String(value.clone()));
+            }
+        }
+    }
+    let data = serde_json::from_str::<Value>(&event.body)
+        .unwrap_or_else(|_| Value::String(event.body.clone()));
+    let doc = serde_json::json!({
+        "id": event.id,
+        "type": event.event_type,
+        "source": event.source,
+        "received_at": event.received_at_rfc3339(),
+        "attempt": attempt,
+        "headers": headers,
+        "data": data,
+    });
+    let mut bytes = serde_json::to_vec(&doc).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Parses stdout: blank lines are skipped, every other line is one action.
+pub(crate) fn parse_actions(
+    ctx: &Context<'_>,
+    stdout: &[u8],
+    max_actions: usize,
+) -> Result<Vec<Action>, PluginError> {
+    let text = std::str::from_utf8(stdout).map_err(|_| ctx.bad_output("stdout is not UTF-8"))?;
+    let mut actions = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        if actions.len() == max_actions {
+            return Err(ctx.bad_output(format!("more than {max_actions} actions")));
+        }
+        let action =
+            parse_line(line).map_err(|e| ctx.bad_output(format!("stdout line {}: {e}", n + 1)))?;
+        actions.push(action);
+    }
+    Ok(actions)
+}
+
+fn parse_line(line: &str) -> Result<Action, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
+    let Value::Object(mut obj) = value else {
+        return Err("not a JSON object".into());
+    };
+    let take_str = |obj: &mut Map<String, Value>, key: &str| match obj.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("\"{key}\" is not a string")),
+        None => Err(format!("no \"{key}\"")),
+    };
+    match take_str(&mut obj, "action")?.as_str() {
+        "forward" => {
+            let url = take_str(&mut obj, "url")?;
+            let headers = match obj.remove("headers") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Object(map)) => map
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => Ok((k, s)),
+                        _ => Err(format!("header \"{k}\" is not a string")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err("\"headers\" is not an object".into()),
+            };
+            let body = match obj.remove("body") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s,
+                Some(json) => json.to_string(),
+            };
+            Ok(Action::Forward { url, headers, body })
+        }
+        "emit" => {
+            let event_type = take_str(&mut obj, "type")?;
+            let data = obj.remove("data").ok_or("no \"data\"")?;
+            Ok(Action::Emit {
+                event_type,
+                data: data.to_string(),
+            })
+        }
+        other => Err(format!(
+            "unknown action \"{other}\" (expected forward or emit)"
+        )),
+    }
+}
+
+/// An action as one JSON line of the command ABI (also what `run-plugin` prints).
+pub(crate) fn action_json(action: &Action) -> Value {
+    match action {
+        Action::Forward { url, headers, body } => {
+            let headers: Map<String, Value> = headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let body =
+                serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.clone()));
+            serde_json::json!({ "action": "forward", "url": url, "headers": headers, "body": body })
+        }
+        Action::Emit { event_type, data } => {
+            let data =
+                serde_json::from_str::<Value>(data).unwrap_or_else(|_| Value::String(data.clone()));
+            serde_json::json!({ "action": "emit", "type": event_type, "data": data })
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! `Plugin`: one loaded, validated plugin version, and running it on one event.
+//!
+//! Owns: the checks every action must pass whatever the ABI, and the concurrency
+//! permit around an invocation.
+//! Never: performs an action (forwards are the outbox's, emits the store's), or
+//! touches the network.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::engine::PluginEngine;
+use super::error::PluginError;
+use super::sandbox::Context;
+use super::{command, component};
+use crate::event::{Action, Event};
+
+/// Which ABI a plugin speaks, read from its binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// A WASI 0.2 component exporting the `plugin` world.
+    Component,
+    /// A WASI preview 1 command module (`_start`, stdin/stdout JSON).
+    Command,
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PluginKind::Component => "component",
+            PluginKind::Command => "command",
+        })
+    }
+}
+
+pub(crate) enum Runner {
+    Component(component::Runner),
+    Command(command::Runner),
+}
+
+/// A loaded plugin version. Cheap to clone: a delivery that holds one keeps
+/// running on that version even if the registry swaps in a new one.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    version: String,
+    kind: PluginKind,
+    runner: Runner,
+    engine: PluginEngine,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.name)
+            .field("version", &self.short_version())
+            .field("kind", &self.inner.kind)
+            .finish()
+    }
+}
+
+impl Plugin {
+    pub(crate) fn new(
+        name: &str,
+        version: String,
+        kind: PluginKind,
+        runner: Runner,
+        engine: PluginEngine,
+    ) -> Self {
+        Plugin {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                version,
+                kind,
+                runner,
+                engine,
+            }),
+        }
+    }
+
+    /// The plugin's name (its file stem).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The SHA-256 of the wasm bytes, hex: the plugin's version.
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// The first 12 hex digits of [`Plugin::version`], for display.
+    pub fn short_version(&self) -> &str {
+        &self.inner.version[..12]
+    }
+
+    /// Which ABI the plugin speaks.
+    pub fn kind(&self) -> PluginKind {
+        self.inner.kind
+    }
+
+    /// Runs the plugin on one event in a fresh sandboxed instance and returns its
+    /// validated actions. `attempt` is 1-based; `config` is the plugin's
+    /// `[plugin.NAME] config` table.
+    ///
+    /// Blocking: it runs the guest on the calling thread (call it from
+    /// `spawn_blocking`), and waits for a free instance slot if all are busy.
+    pub fn run(
+        &self,
+        event: &Event,
+        attempt: u32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Vec<Action>, PluginError> {
+        let engine = &self.inner.engine;
+        let ctx = Context {
+            plugin: &self.inner.name,
+            event_id: &event.id,
+            limits: &engine.inner.limits,
+        };
+        let actions = {
+            let _permit = engine.inner.permits.acquire();
+            match &self.inner.runner {
+                Runner::Component(r) => r.run(engine, &ctx, event, attempt, config),
+                Runner::Command(r) => r.run(engine, &ctx, event, attempt, config),
+            }?
+        };
+        for action in &actions {
+            validate(action).map_err(|reason| ctx.bad_output(reason))?;
+        }
+        Ok(actions)
+    }
+}
+
+/// The rules every action obeys, whatever the ABI.
+pub(crate) fn validate(action: &Action) -> Result<(), String> {
+    match action {
+        Action::Forward { url, headers, .. } => {
+            let uri: hyper::Uri = url
+                .parse()
+                .map_err(|_| format!("forward url {url:?} is not a URL"))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) {
+                return Err(format!("forward url {url:?} is not http or https"));
+            }
+            if uri.host().is_none_or(str::is_empty) {
+                return Err(format!("forward url {url:?} has no host"));
+            }
+            for (name, value) in headers {
+                if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                    || hyper::header::HeaderValue::from_str(value).is_err()
+                {
+                    return Err(format!(
+                        "forward header {name:?} is not a valid HTTP header"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Action::Emit { event_type, data } => {
+            if event_type.trim().is_empty() {
+                return Err("emit has an empty event type".into());
+            }
+            serde_json::from_str::<serde::de::IgnoredAny>(data)
+                .map_err(|e| format!("emit {event_type:?} data is not JSON ({e})"))?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward(url: &str) -> Action {
+        Action::Forward {
+            url: url.into(),
+            headers: vec![],
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn validates_actions() {
+        assert!(validate(&forward("http://127.0.0.1:9000/audit")).is_ok());
+        assert!(validate(&forward("https://hooks.slack.com/x")).is_ok());
+        assert!(validate(&forward("ftp://example.com/")).is_err());
+        assert!(validate(&forward("not a url")).is_err());
+        assert!(validate(&forward("/relative")).is_err());
+        let emit = |t: &str, d: &str| Action::Emit {
+            event_type: t.into(),
+            data: d.into(),
+        };
+        assert!(validate(&emit("x", "{\"a\":1}")).is_ok());
+        assert!(validate(&emit("", "{}")).is_err());
+        assert!(validate(&emit("x", "{oops")).is_err());
+    }
+}
