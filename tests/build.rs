@@ -28,6 +28,7 @@ fn main() {
         "tests/fixtures/Cargo.toml",
         "tests/fixtures/hostile/src",
         "tests/fixtures/trivial/src",
+        "tests/fixtures/relay/src",
         "tests/fixtures/wat",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());

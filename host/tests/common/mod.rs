@@ -231,3 +231,154 @@ pub fn now_secs() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// One request received by a [`Sink`].
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+/// An HTTP server in the test process that records what it receives. Paths
+/// starting with `/gone` answer 410, `/fail` 500, everything else 200.
+pub struct Sink {
+    pub port: u16,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        use http_body_util::BodyExt;
+        let received: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let rec = received.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                let accept = async {
+                    loop {
+                        let (stream, _) = listener.accept().await.unwrap();
+                        let rec = rec.clone();
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(
+                                move |req: hyper::Request<hyper::body::Incoming>| {
+                                    let rec = rec.clone();
+                                    async move {
+                                        let path = req.uri().path().to_string();
+                                        let headers = req
+                                            .headers()
+                                            .iter()
+                                            .map(|(k, v)| {
+                                                (
+                                                    k.to_string(),
+                                                    v.to_str().unwrap_or("").to_string(),
+                                                )
+                                            })
+                                            .collect();
+                                        let bytes = req
+                                            .into_body()
+                                            .collect()
+                                            .await
+                                            .map(|c| c.to_bytes())
+                                            .unwrap_or_default();
+                                        let body =
+                                            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                                                serde_json::Value::String(
+                                                    String::from_utf8_lossy(&bytes).into_owned(),
+                                                )
+                                            });
+                                        let status = if path.starts_with("/gone") {
+                                            410
+                                        } else if path.starts_with("/fail") {
+                                            500
+                                        } else {
+                                            200
+                                        };
+                                        rec.lock().unwrap().push(Received {
+                                            path,
+                                            headers,
+                                            body,
+                                        });
+                                        Ok::<_, std::convert::Infallible>(
+                                            hyper::Response::builder()
+                                                .status(status)
+                                                .body(
+                                                    http_body_util::Full::new(bytes::Bytes::new()),
+                                                )
+                                                .unwrap(),
+                                        )
+                                    }
+                                },
+                            );
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        let port = port_rx.recv().unwrap();
+        Sink {
+            port,
+            received,
+            _shutdown: stop_tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn on(&self, path: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+/// Copies a built plugin into `dir/plugins/NAME.wasm` (write-temp-then-rename).
+pub fn install_plugin(dir: &Path, from: &Path, name: &str) {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let tmp = plugins.join(format!(".{name}.wasm.tmp"));
+    std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    std::fs::rename(&tmp, plugins.join(format!("{name}.wasm"))).unwrap();
+}
+
+/// Runs `hookrouter ARGS --config dir/router.toml` and returns (success, stdout, stderr).
+pub fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("router.toml"))
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,402 @@
+//! End-to-end dispatch: events through real component plugins (built from
+//! source in this run) to forwards that reach an HTTP sink in this process;
+//! emit chains and the 8-hop cut; isolation of a failing plugin, dead letters
+//! and replay; `allow_forward`; 410; deliveries that wait for a missing plugin.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn config(dir: &Path, body: &str) -> String {
+    let _ = dir;
+    format!(
+        r#"version = 1
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[plugins]
+dir = "plugins"
+max_attempts = 3
+retry_base_ms = 50
+
+[outbox]
+max_attempts = 3
+retry_base_ms = 50
+timeout_ms = 2000
+
+[[sources]]
+name = "test"
+type_from = "/type"
+id_from = "/id"
+verify = {{ scheme = "none" }}
+{body}"#
+    )
+}
+
+fn send(r: &Router, event_type: &str, id: &str) -> String {
+    let resp = client()
+        .post(r.webhook("test"))
+        .json(&json!({ "type": event_type, "id": id, "amount": 5 }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let v: Value = resp.json().unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn relay() -> std::path::PathBuf {
+    fixture("relay")
+}
+
+#[test]
+fn forward_reaches_sink_and_emits_chain_through_a_second_plugin_until_cut_at_8_hops() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["first", "second", "looper"] {
+        install_plugin(dir.path(), &relay(), name);
+    }
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+[[routes]]
+events = ["order.created"]
+plugins = ["first"]
+
+[[routes]]
+events = ["order.audited"]
+plugins = ["second"]
+
+[[routes]]
+events = ["loop"]
+plugins = ["looper"]
+
+[plugin.first]
+config = {{ emit_type = "order.audited" }}
+
+[plugin.second]
+config = {{ forward_url = "{}" }}
+allow_forward = ["127.0.0.1:{}"]
+
+[plugin.looper]
+config = {{ emit_type = "loop" }}
+"#,
+            sink.url("/sink"),
+            sink.port
+        ),
+    );
+    let r = Router::start(dir.path(), &cfg, &[]);
+
+    let id = send(&r, "order.created", "o-1");
+    let got = wait_for(20, "the chained forward", || {
+        sink.on("/sink").into_iter().next()
+    });
+    assert_eq!(got.body["type"], "order.audited");
+    assert_eq!(
+        got.body["data"]["from"],
+        id.as_str(),
+        "the emitted event names its parent"
+    );
+    assert!(
+        got.headers
+            .iter()
+            .any(|(k, _)| k == "x-hookrouter-event-id")
+    );
+
+    // An emit loop runs 8 hops and is cut: events at hops 0..=8, no more.
+    send(&r, "loop", "l-1");
+    let db = r.db();
+    let count = |db: &rusqlite::Connection| -> (i64, i64) {
+        db.query_row(
+            "SELECT count(*), coalesce(max(hops), -1) FROM events WHERE event_type = 'loop'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+    };
+    wait_for(20, "the loop to reach hop 8", || {
+        (count(&db).1 == 8).then_some(())
+    });
+    wait_for(20, "the last loop delivery to finish", || {
+        let pending: i64 = db
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE plugin = 'looper' AND state != 'done'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        (pending == 0).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&db), (9, 8), "an emit chain is cut after 8 hops");
+    assert_eq!(sink.on("/sink").len(), 1, "the forward was sent once");
+    assert!(r.log().contains("emit chain cut at 8 hops"));
+}
+
+#[test]
+fn failing_plugin_is_isolated_dead_lettered_and_replayed_after_a_fix() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    install_plugin(dir.path(), &relay(), "good");
+    install_plugin(dir.path(), &relay(), "bad");
+    let routes = |bad_config: &str| {
+        config(
+            dir.path(),
+            &format!(
+                r#"
+[[routes]]
+events = ["payment_*"]
+plugins = ["good", "bad"]
+
+[plugin.good]
+config = {{ forward_url = "{good}" }}
+allow_forward = ["127.0.0.1:{port}"]
+
+[plugin.bad]
+config = {{ {bad_config} }}
+allow_forward = ["127.0.0.1:{port}"]
+"#,
+                good = sink.url("/good"),
+                port = sink.port,
+            ),
+        )
+    };
+    let mut r = Router::start(dir.path(), &routes(r#"fail = "always""#), &[]);
+    let id = send(&r, "payment_created", "p-1");
+
+    let db = r.db();
+    let dead = wait_for(30, "the bad delivery to die", || {
+        db.query_row(
+            "SELECT id, attempts, last_error FROM deliveries WHERE plugin = 'bad' AND state = 'dead'",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)),
+        )
+        .ok()
+    });
+    assert_eq!(dead.1, 3, "max_attempts attempts before dead");
+    assert!(
+        dead.2.contains("relay told to fail (attempt 3)"),
+        "{}",
+        dead.2
+    );
+    assert_eq!(
+        sink.on("/good").len(),
+        1,
+        "the working plugin delivered once, untouched by the failing one"
+    );
+
+    // The dead letter is visible to the CLI and the admin API.
+    let (ok, out, err) = cli(dir.path(), &["dead", "list"]);
+    assert!(ok, "{err}");
+    let dead_id = format!("d-{}", dead.0);
+    assert!(
+        out.contains(&dead_id) && out.contains("bad") && out.contains(&id),
+        "{out}"
+    );
+    let (ok, out, _) = cli(dir.path(), &["dead", "show", &dead_id]);
+    assert!(
+        ok && out.contains("\"attempts\": 3") && out.contains("payment_created"),
+        "{out}"
+    );
+    let admin: Value = client()
+        .get(format!("{}/admin/dead", r.admin))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(admin["dead"][0]["id"], dead_id.as_str());
+    let ev: Value = client()
+        .get(format!("{}/admin/events/{id}", r.admin))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let states: Vec<&str> = ev["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["done", "dead"]);
+
+    // Fix the plugin's config, restart, replay: it delivers; the good one does not re-run.
+    assert!(r.terminate().success());
+    std::fs::write(
+        dir.path().join("router.toml"),
+        routes(&format!(r#"forward_url = "{}""#, sink.url("/bad"))),
+    )
+    .unwrap();
+    let (ok, out, err) = cli(dir.path(), &["dead", "replay", &dead_id]);
+    assert!(ok && out.contains("replayed 1"), "{out}{err}");
+    let (ok, _, _) = cli(dir.path(), &["dead", "replay", "d-999999"]);
+    assert!(!ok, "replaying an unknown id fails");
+    let r = Router::start_existing(dir.path(), &[]);
+    let got = wait_for(20, "the replayed delivery", || {
+        sink.on("/bad").into_iter().next()
+    });
+    assert_eq!(got.body["event_id"], id.as_str());
+    assert_eq!(
+        got.body["attempt"], 1,
+        "a replay starts with fresh attempts"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.on("/good").len(), 1);
+    let (_, out, _) = cli(dir.path(), &["dead", "list"]);
+    assert!(out.contains("no dead entries"), "{out}");
+    drop(r);
+}
+
+#[test]
+fn forwards_outside_allow_forward_are_never_sent_and_410_stops_retries() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["sneaky", "gone", "flaky"] {
+        install_plugin(dir.path(), &relay(), name);
+    }
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+[[routes]]
+events = ["sneak"]
+plugins = ["sneaky"]
+
+[[routes]]
+events = ["gone"]
+plugins = ["gone"]
+
+[[routes]]
+events = ["flaky"]
+plugins = ["flaky"]
+
+[plugin.sneaky]
+config = {{ forward_url = "{sneak}" }}
+allow_forward = ["127.0.0.1:1", "hooks.example.com"]
+
+[plugin.gone]
+config = {{ forward_url = "{gone}" }}
+allow_forward = ["127.0.0.1"]
+
+[plugin.flaky]
+config = {{ forward_url = "{fail}" }}
+allow_forward = ["127.0.0.1:{port}"]
+"#,
+            sneak = sink.url("/sneak"),
+            gone = sink.url("/gone"),
+            fail = sink.url("/fail"),
+            port = sink.port,
+        ),
+    );
+    let r = Router::start(dir.path(), &cfg, &[]);
+    send(&r, "sneak", "s-1");
+    send(&r, "gone", "g-1");
+    send(&r, "flaky", "f-1");
+    let db = r.db();
+    let outbox = |plugin: &str| -> Option<(String, i64, Option<i64>, String)> {
+        db.query_row(
+            "SELECT state, attempts, status, coalesce(last_error, '') FROM outbox WHERE plugin = ?1",
+            [plugin],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .ok()
+    };
+    let sneaky = wait_for(20, "the refused forward", || {
+        outbox("sneaky").filter(|o| o.0 == "dead")
+    });
+    assert!(sneaky.3.contains("not in allow_forward"), "{sneaky:?}");
+    let gone = wait_for(20, "the 410 forward", || {
+        outbox("gone").filter(|o| o.0 == "dead")
+    });
+    assert_eq!(
+        (gone.1, gone.2),
+        (1, Some(410)),
+        "410 stops after one attempt"
+    );
+    let flaky = wait_for(30, "the 500 forward to die", || {
+        outbox("flaky").filter(|o| o.0 == "dead")
+    });
+    assert_eq!(
+        (flaky.1, flaky.2),
+        (3, Some(500)),
+        "500 is retried max_attempts times"
+    );
+
+    assert!(
+        sink.on("/sneak").is_empty(),
+        "a refused forward must never be sent"
+    );
+    assert_eq!(sink.on("/gone").len(), 1);
+    assert_eq!(sink.on("/fail").len(), 3);
+    let (_, out, _) = cli(dir.path(), &["dead", "list"]);
+    assert!(
+        out.contains("not in allow_forward") && out.contains(&sink.url("/sneak")),
+        "{out}"
+    );
+}
+
+#[test]
+fn deliveries_wait_for_a_missing_plugin_without_spending_attempts() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+[[routes]]
+events = ["*"]
+plugins = ["later"]
+
+[plugin.later]
+config = {{ forward_url = "{}" }}
+allow_forward = ["127.0.0.1:{}"]
+"#,
+            sink.url("/later"),
+            sink.port
+        ),
+    );
+    let r = Router::start(dir.path(), &cfg, &[]);
+    let ids: Vec<String> = (0..5)
+        .map(|i| send(&r, "early", &format!("e-{i}")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let db = r.db();
+    let (pending, attempts): (i64, i64) = db
+        .query_row(
+            "SELECT count(*), sum(attempts) FROM deliveries WHERE state = 'pending'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (pending, attempts),
+        (5, 0),
+        "waiting deliveries spend no attempts"
+    );
+    let plugins: Value = client()
+        .get(format!("{}/admin/plugins", r.admin))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(plugins["plugins"][0]["loaded"], false, "{plugins}");
+
+    install_plugin(dir.path(), &relay(), "later");
+    wait_for(20, "the waiting deliveries to run", || {
+        (sink.on("/later").len() == 5).then_some(())
+    });
+    let mut got: Vec<String> = sink
+        .on("/later")
+        .iter()
+        .map(|g| g.body["event_id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+}
