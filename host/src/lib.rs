@@ -75,6 +75,25 @@ pub async fn run(
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    run_with_ready(
+        config,
+        ingress_listener,
+        admin_listener,
+        shutdown,
+        |_, _| {},
+    )
+    .await
+}
+
+/// Like [`run`], calling `ready(ingress, admin)` once the store is open, the
+/// plugins are loaded and both listeners serve.
+pub async fn run_with_ready(
+    config: Config,
+    ingress_listener: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
+) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{}: {w}", config.path.display());
     }
@@ -125,11 +144,13 @@ pub async fn run(
         reader,
         registry,
     };
+    let admin_addr = admin_listener.local_addr()?;
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin, async {
         let _ = admin_stop_rx.await;
     }));
 
+    ready(ingress_listener.local_addr()?, admin_addr);
     ingress::serve(ingress_listener, ingress, header_timeout, shutdown).await;
     tracing::info!("shutting down: ingress closed, finishing in-flight work");
     let _ = stop_tx.send(true);

@@ -27,6 +27,9 @@ use crate::store::Store;
 /// Quiet time after the last file event before acting on a burst of them.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
+/// A file written without pause is acted on after this long all the same.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+
 /// Starts watching; the returned task ends when `stop` turns true.
 pub(crate) fn spawn(
     live: Shared,
@@ -42,18 +45,21 @@ pub(crate) fn spawn(
         std::fs::create_dir_all(&plugin_dir)?;
         tracing::info!(dir = %plugin_dir.display(), "created the plugin folder");
     }
-    let config_dir = config_path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let config_dir = canonical(
+        config_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    );
+    let plugin_dir = canonical(&plugin_dir);
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
-    let watcher = start_watcher(&[plugin_dir.clone(), config_dir], tx)?;
+    let watcher = start_watcher(&[plugin_dir.clone(), config_dir.clone()], tx)?;
     let reloader = Reloader {
         live,
         registry,
         store,
         plugin_dir,
+        config_dir,
         config_path,
     };
     Ok(tokio::spawn(async move {
@@ -64,10 +70,23 @@ pub(crate) fn spawn(
                 _ = stop.changed() => None,
             };
             let Some(first) = first else { break };
+            // Other files in these folders (logs, the store) neither start nor
+            // extend a debounce window.
+            if !reloader.is_relevant(&first) {
+                continue;
+            }
             let mut paths = BTreeSet::from([first]);
-            // Debounce: act once the folder has been quiet for DEBOUNCE.
-            while let Ok(Some(p)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                paths.insert(p);
+            // Debounce: act once the relevant files have been quiet for DEBOUNCE
+            // (and at most MAX_DEBOUNCE after the first event).
+            let window = tokio::time::Instant::now() + MAX_DEBOUNCE;
+            let mut quiet_until = tokio::time::Instant::now() + DEBOUNCE;
+            while let Ok(Some(p)) =
+                tokio::time::timeout_at(quiet_until.min(window), rx.recv()).await
+            {
+                if reloader.is_relevant(&p) {
+                    paths.insert(p);
+                    quiet_until = tokio::time::Instant::now() + DEBOUNCE;
+                }
             }
             reloader.apply(paths).await;
         }
@@ -84,6 +103,9 @@ fn start_watcher(
     tx: mpsc::UnboundedSender<PathBuf>,
 ) -> anyhow::Result<AnyWatcher> {
     let handler = move |res: notify::Result<FsEvent>| match res {
+        // Reading a file (as a reload does) is no change; only writes, creates,
+        // renames and removes are.
+        Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
         Ok(ev) => {
             for p in ev.paths {
                 let _ = tx.send(p);
@@ -122,23 +144,28 @@ struct Reloader {
     live: Shared,
     registry: Arc<PluginRegistry>,
     store: Store,
+    /// Canonical folders, to compare with the paths in file events.
     plugin_dir: PathBuf,
+    config_dir: PathBuf,
     config_path: PathBuf,
 }
 
 impl Reloader {
+    fn is_relevant(&self, p: &Path) -> bool {
+        let parent = p.parent().map(canonical);
+        (p.file_name() == self.config_path.file_name() && parent.as_ref() == Some(&self.config_dir))
+            || (parent.as_ref() == Some(&self.plugin_dir) && plugin_name(p).is_some())
+    }
+
     async fn apply(&self, paths: BTreeSet<PathBuf>) {
         let config_name = self.config_path.file_name();
         let mut config_changed = false;
         let mut plugin_files = Vec::new();
         for p in paths {
-            if p.file_name() == config_name
-                && p.parent().map(canonical) == self.config_path.parent().map(canonical)
-            {
+            let parent = p.parent().map(canonical);
+            if p.file_name() == config_name && parent.as_ref() == Some(&self.config_dir) {
                 config_changed = true;
-            } else if p.parent().map(canonical) == Some(canonical(&self.plugin_dir))
-                && plugin_name(&p).is_some()
-            {
+            } else if parent.as_ref() == Some(&self.plugin_dir) && plugin_name(&p).is_some() {
                 plugin_files.push(p);
             }
         }

@@ -66,31 +66,47 @@ allow_forward = ["127.0.0.1:{}"]
                         break;
                     }
                     let ext = format!("c-{n}");
-                    if let Ok(resp) = c.post(&url).json(&json!({ "type": "payment.made", "id": ext, "n": n })).send()
+                    if let Ok(resp) = c
+                        .post(&url)
+                        .json(&json!({ "type": "payment.made", "id": ext, "n": n }))
+                        .send()
                         && resp.status().as_u16() == 202
                     {
                         let v: serde_json::Value = resp.json().unwrap();
-                        acked.lock().unwrap().insert(v["id"].as_str().unwrap().to_string(), ext);
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(v["id"].as_str().unwrap().to_string(), ext);
                     }
                 }
             })
         })
         .collect();
     // Kill while forwards are flowing: after some have arrived, before all have.
-    wait_for(60, "forwards to start arriving", || (sink.count() >= 150).then_some(()));
+    wait_for(60, "forwards to start arriving", || {
+        (sink.count() >= 150).then_some(())
+    });
     router.kill();
     let at_kill = sink.count();
     for c in clients {
         c.join().unwrap();
     }
     let acked: HashSet<String> = acked.lock().unwrap().keys().cloned().collect();
-    assert!(at_kill < acked.len(), "the kill landed after processing ended ({at_kill} forwards)");
+    assert!(
+        at_kill < acked.len(),
+        "the kill landed after processing ended ({at_kill} forwards)"
+    );
 
     let router = Router::start_existing(dir.path(), &[]);
     let forwarded = || -> HashSet<String> {
-        sink.on("/crash").iter().filter_map(|r| r.body["event_id"].as_str().map(String::from)).collect()
+        sink.on("/crash")
+            .iter()
+            .filter_map(|r| r.body["event_id"].as_str().map(String::from))
+            .collect()
     };
-    wait_for(120, "every acked event to be forwarded", || acked.is_subset(&forwarded()).then_some(()));
+    wait_for(120, "every acked event to be forwarded", || {
+        acked.is_subset(&forwarded()).then_some(())
+    });
     let received = sink.on("/crash").len();
     let distinct = forwarded();
     let lost = acked.difference(&distinct).count();

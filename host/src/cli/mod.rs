@@ -119,13 +119,18 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
                     config.server.admin_listen
                 )
             })?;
-        // One line on stdout, so scripts and tests can find the ports (`:0` picks free ones).
-        println!(
-            "hookrouter listening on http://{} (admin http://{})",
-            ingress.local_addr()?,
-            admin.local_addr()?
-        );
-        crate::run(config, ingress, admin, shutdown_signal()).await
+        crate::run_with_ready(
+            config,
+            ingress,
+            admin,
+            shutdown_signal(),
+            |ingress, admin| {
+                // One line on stdout once ready, so scripts and tests can find the
+                // ports (`:0` picks free ones).
+                println!("hookrouter listening on http://{ingress} (admin http://{admin})");
+            },
+        )
+        .await
     })?;
     Ok(ExitCode::SUCCESS)
 }
