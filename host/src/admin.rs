@@ -177,6 +177,7 @@ impl Admin {
                     "loaded": true,
                     "routed": routed.iter().any(|r| r.as_str() == p.name()),
                     "last_error": set.errors().find(|(n, _)| *n == p.name()).map(|(_, e)| e.to_string()),
+                    "stats": crate::metrics::plugin_stats(p.name()),
                 })
             })
             .collect();

@@ -142,6 +142,7 @@ impl Dispatcher {
                 plugin: d.plugin.clone(),
             })
             .observe(started.elapsed().as_secs_f64());
+        crate::metrics::record_invocation(&d.plugin, result.is_ok());
         let outcome_label = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind(),

@@ -105,12 +105,9 @@ pub async fn run_with_ready(
         let set = registry
             .load_dir(&plugin_dir)
             .with_context(|| format!("cannot read plugin folder {}", plugin_dir.display()))?;
+        // The registry logs each plugin it loads (and each it refuses).
         for p in set.plugins() {
-            tracing::info!(
-                plugin = p.name(),
-                version = p.short_version(),
-                "plugin loaded"
-            );
+            metrics::record_loaded(p.name(), p.version());
         }
     } else {
         tracing::warn!(dir = %plugin_dir.display(), "plugin folder does not exist yet; deliveries wait for plugins to appear");

@@ -170,3 +170,49 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 pub(crate) fn observe_batch(n: usize) {
     METRICS.batch_size.observe(n as f64);
 }
+
+/// Per-plugin figures for `GET /admin/plugins` (the metrics carry the same
+/// counts, but Prometheus families cannot be read back by label).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PluginStats {
+    pub invocations_ok: u64,
+    pub invocations_failed: u64,
+    /// The version currently loaded and when it was loaded (RFC 3339).
+    pub loaded_version: Option<String>,
+    pub loaded_at: Option<String>,
+}
+
+static PLUGIN_STATS: LazyLock<std::sync::Mutex<std::collections::HashMap<String, PluginStats>>> =
+    LazyLock::new(Default::default);
+
+fn with_stats<T>(plugin: &str, f: impl FnOnce(&mut PluginStats) -> T) -> T {
+    let mut map = PLUGIN_STATS.lock().unwrap_or_else(|p| p.into_inner());
+    f(map.entry(plugin.to_string()).or_default())
+}
+
+/// Counts one run of `plugin`.
+pub(crate) fn record_invocation(plugin: &str, ok: bool) {
+    with_stats(plugin, |s| {
+        if ok {
+            s.invocations_ok += 1
+        } else {
+            s.invocations_failed += 1
+        }
+    });
+}
+
+/// Notes that `version` of `plugin` is loaded (keeps the first time it was seen).
+pub(crate) fn record_loaded(plugin: &str, version: &str) {
+    with_stats(plugin, |s| {
+        if s.loaded_version.as_deref() != Some(version) {
+            s.loaded_version = Some(version.to_string());
+            s.loaded_at =
+                Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+        }
+    });
+}
+
+/// The figures recorded for `plugin`.
+pub fn plugin_stats(plugin: &str) -> PluginStats {
+    with_stats(plugin, |s| s.clone())
+}

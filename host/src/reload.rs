@@ -198,6 +198,7 @@ impl Reloader {
         match result {
             Ok(Some(Ok(p))) if exists => {
                 METRICS.reloads.get_or_create(&label("ok")).inc();
+                crate::metrics::record_loaded(p.name(), p.version());
                 tracing::info!(
                     plugin = p.name(),
                     version = p.short_version(),

@@ -72,7 +72,17 @@ pub(super) fn run(config: &Config, cmd: DeadCommand) -> anyhow::Result<ExitCode>
                 (None, false) => anyhow::bail!("name an entry (d-N or o-N) or pass --all"),
             };
             let one = matches!(target, ReplayTarget::One(_));
-            let n = replay_offline(path, &target)?;
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "replaying {bar:40} {pos}/{len} dead entries",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let n = replay_offline(path, &target, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
             if one && n == 0 {
                 eprintln!("no dead entry to replay by that id in {}", path.display());
                 return Ok(ExitCode::FAILURE);

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::event::Event;
-use crate::ingress::presets::{NewEnvelope, Preset};
+use crate::ingress::presets::{Extractor, NewEnvelope, Preset};
 
 /// Arguments of `hookrouter send`.
 #[derive(Debug, clap::Args)]
@@ -82,21 +82,33 @@ pub fn prepare(
         headers.extend(p.send_headers(event_type, &event_id));
     }
     // Put the type and id where this source reads them, unless already there.
-    let mut place = |spec: String, value: &str| {
-        if let Some(name) = spec.strip_prefix("header:") {
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                headers.push((name.to_ascii_lowercase(), value.to_string()));
-            }
-        } else if let Some(key) = spec.strip_prefix('/').filter(|k| !k.contains('/'))
+    let mut place = |x: &Extractor, value: &str, headers: &mut Vec<(String, String)>| {
+        let map: hyper::HeaderMap = headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.parse::<hyper::header::HeaderName>().ok()?,
+                    v.parse().ok()?,
+                ))
+            })
+            .collect();
+        if x.extract(&map, &body).is_some() {
+            return;
+        }
+        if let Some(name) = x.header_name() {
+            headers.push((name.as_str().to_string(), value.to_string()));
+        } else if let Some(key) = x
+            .to_string()
+            .strip_prefix('/')
+            .filter(|k| !k.contains(['/', ' ']))
             && let Some(obj) = body.as_object_mut()
         {
-            obj.entry(key.to_string())
-                .or_insert_with(|| Value::String(value.to_string()));
+            obj.insert(key.to_string(), Value::String(value.to_string()));
         }
     };
-    place(src.type_from.to_string(), event_type);
+    place(&src.type_from, event_type, &mut headers);
     if let Some(x) = &src.id_from {
-        place(x.to_string(), &event_id);
+        place(x, &event_id, &mut headers);
     }
     let body = serde_json::to_vec(&body)?;
     for (k, v) in src.verifier.sign(&body, now, &event_id) {

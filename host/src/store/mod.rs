@@ -312,17 +312,40 @@ impl Store {
 
 /// Replays dead entries directly in the file at `path`, for the `dead replay`
 /// command (a running router's writer and this one take turns on SQLite's lock).
-pub fn replay_offline(path: &Path, target: &ReplayTarget) -> anyhow::Result<usize> {
+/// `progress(done, total)` is called after each committed chunk.
+pub fn replay_offline(
+    path: &Path,
+    target: &ReplayTarget,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<usize> {
     if !path.exists() {
         anyhow::bail!("store {} does not exist", path.display());
     }
     let mut conn = schema::open(path)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let n = writer::replay(
-        &tx,
-        target,
-        crate::event::unix_ms(std::time::SystemTime::now()),
-    )?;
-    tx.commit()?;
-    Ok(n)
+    let now = || crate::event::unix_ms(std::time::SystemTime::now());
+    let ids: Vec<String> = match target {
+        ReplayTarget::One(id) => vec![id.clone()],
+        ReplayTarget::All => {
+            let mut stmt = conn.prepare(
+                "SELECT 'd-' || id FROM deliveries WHERE state = 'dead'
+                 UNION ALL SELECT 'o-' || id FROM outbox WHERE state = 'dead'",
+            )?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        }
+    };
+    let total = ids.len();
+    let mut done = 0;
+    let mut replayed = 0;
+    // Chunks keep each write transaction short, so a running router is not stalled.
+    for chunk in ids.chunks(500) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for id in chunk {
+            replayed += writer::replay(&tx, &ReplayTarget::One(id.clone()), now())?;
+        }
+        tx.commit()?;
+        done += chunk.len();
+        progress(done, total);
+    }
+    Ok(replayed)
 }

@@ -69,6 +69,11 @@ impl Router {
 
     /// Starts the binary on the `router.toml` already in `dir` (a restart).
     pub fn start_existing(dir: &Path, env: &[(&str, &str)]) -> Router {
+        Router::start_with_args(dir, env, &[])
+    }
+
+    /// Like [`Router::start_existing`], with extra command-line arguments.
+    pub fn start_with_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Router {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -78,6 +83,7 @@ impl Router {
         cmd.arg("serve")
             .arg("--config")
             .arg(dir.join("router.toml"))
+            .args(args)
             .env("RUST_LOG", "info")
             .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
