@@ -1,0 +1,303 @@
+//! Ingress and end-to-end throughput, as ratios to a bare hyper server measured
+//! in the same run with the same load generator.
+//!
+//! `scripts/build-plugins.sh && cargo bench -p hookrouter --bench ingress`
+//!
+//! 1. Ingress: the router (durable: SQLite WAL, synchronous=FULL, group commit,
+//!    HMAC verification of an Optum event) against a bare hyper server that
+//!    answers 202 after reading the body; 64 and 256 connections.
+//! 2. End to end: events through a trivial component plugin whose forward
+//!    reaches a local sink: events/s and the time from 202 to the sink.
+//!
+//! Timing never decides anything here; it prints figures.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+const SECRET: &str = "bench-secret";
+const SECONDS: u64 = 8;
+
+fn body() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/optum/payment_loading_requested.json")).unwrap()
+}
+
+fn signature(body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+struct Load {
+    requests: usize,
+    errors: usize,
+    secs: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+    fn pct(&self, p: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get(((l.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default()
+    }
+}
+
+/// `conns` keep-alive HTTP/1.1 connections, each sending requests back to back
+/// for `secs` seconds. `on_ack` sees each 2xx answer's body.
+async fn load(
+    addr: SocketAddr,
+    path: &str,
+    conns: usize,
+    secs: u64,
+    body: Vec<u8>,
+    on_ack: Option<Arc<dyn Fn(Bytes) + Send + Sync>>,
+) -> Load {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let sig = signature(&body);
+    let body = Bytes::from(body);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let (body, sig, path, on_ack) = (body.clone(), sig.clone(), path.to_string(), on_ack.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0usize;
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+                tokio::spawn(conn);
+                while Instant::now() < deadline {
+                    let req = Request::post(path.as_str())
+                        .header("host", "bench")
+                        .header("content-type", "application/json")
+                        .header("x-optum-webhook-callback-hmac-signature", sig.as_str())
+                        .body(Full::new(body.clone()))
+                        .unwrap();
+                    let t = Instant::now();
+                    match send.send_request(req).await {
+                        Ok(resp) if resp.status().is_success() => {
+                            let b = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            lat.push(t.elapsed());
+                            if let Some(f) = &on_ack {
+                                f(b);
+                            }
+                        }
+                        Ok(resp) => {
+                            let _ = resp.into_body().collect().await;
+                            errors += 1;
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            break;
+                        }
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut out = Load { requests: 0, errors: 0, secs: 0.0, latencies: Vec::new() };
+    for t in tasks {
+        let (lat, errors) = t.await.unwrap();
+        out.requests += lat.len();
+        out.errors += errors;
+        out.latencies.extend(lat);
+    }
+    out.secs = started.elapsed().as_secs_f64();
+    out
+}
+
+/// The baseline: hyper answering 202 after reading the body, nothing else.
+async fn bare_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, std::convert::Infallible>(
+                        Response::builder()
+                            .status(202)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(b"{\"id\":\"x\",\"deliveries\":0}")))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Starts the router in this process on `config_text` (written to `dir`).
+async fn router(dir: &std::path::Path, config_text: &str) -> SocketAddr {
+    let path = dir.join("router.toml");
+    std::fs::write(&path, config_text).unwrap();
+    let config = hookrouter::config::Config::load_with_env(&path, &|k| (k == "OPTUM_WEBHOOK_SECRET").then(|| SECRET.to_string())).unwrap();
+    let ingress = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = ingress.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(hookrouter::run_with_ready(config, ingress, admin, std::future::pending(), move |_, _| {
+        let _ = tx.send(());
+    }));
+    rx.await.unwrap();
+    addr
+}
+
+fn row(name: &str, l: &Load, base: Option<&Load>) {
+    let ratio = base.map(|b| format!("{:.2}x", l.rps() / b.rps())).unwrap_or_else(|| "1.00x".into());
+    println!(
+        "| {name:<28} | {:>9.0} | {ratio:>6} | {:>8.2} | {:>8.2} | {:>6} |",
+        l.rps(),
+        l.pct(0.50).as_secs_f64() * 1e3,
+        l.pct(0.99).as_secs_f64() * 1e3,
+        l.errors
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let bare = bare_server().await;
+        let ingress_cfg = r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[store]
+path = "data/bench.db"
+max_backlog = 100000
+[[sources]]
+name = "optum"
+preset = "optum"
+id_from = "header:x-no-dedupe"   # every request is a new event (the body is reused)
+[[routes]]
+events = ["payment_*"]
+plugins = ["absent"]             # deliveries are stored and wait: ingress cost only
+"#;
+        let routed = router(tmp.path(), ingress_cfg).await;
+
+        println!("## Ingress ({SECONDS} s per row, same load generator, same process)\n");
+        println!("| server                       |   req/s   | vs bare | p50 ms   | p99 ms   | errors |");
+        println!("| ---------------------------- | --------- | ------ | -------- | -------- | ------ |");
+        let mut ingress_rps = 0.0;
+        for conns in [64, 256] {
+            let b = load(bare, "/webhooks/optum", conns, SECONDS, body(), None).await;
+            let r = load(routed, "/webhooks/optum", conns, SECONDS, body(), None).await;
+            row(&format!("bare hyper, {conns} conns"), &b, None);
+            row(&format!("hookrouter durable, {conns} conns"), &r, Some(&b));
+            if conns == 64 {
+                ingress_rps = r.rps();
+            }
+        }
+
+        // End to end: a trivial component forwards every event to a local sink.
+        let relay = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/relay.wasm");
+        let Ok(bytes) = std::fs::read(&relay) else {
+            println!("\n(skipping end to end: run scripts/build-plugins.sh first to build {})", relay.display());
+            return;
+        };
+        let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let sink = sink(arrivals.clone()).await;
+        let dir2 = tmp.path().join("e2e");
+        std::fs::create_dir_all(dir2.join("plugins")).unwrap();
+        std::fs::write(dir2.join("plugins/fwd.wasm"), bytes).unwrap();
+        let e2e_cfg = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[store]
+max_backlog = 100000
+[plugins]
+workers = 4
+[outbox]
+workers = 16
+[[sources]]
+name = "optum"
+preset = "optum"
+id_from = "header:x-no-dedupe"
+[[routes]]
+events = ["payment_*"]
+plugins = ["fwd"]
+[plugin.fwd]
+config = {{ forward_url = "http://{sink}/sink" }}
+allow_forward = ["{sink}"]
+"#
+        );
+        let e2e = router(&dir2, &e2e_cfg).await;
+        let acks: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let a = acks.clone();
+        let on_ack: Arc<dyn Fn(Bytes) + Send + Sync> = Arc::new(move |b: Bytes| {
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+            if let Some(id) = v["id"].as_str() {
+                a.lock().unwrap().insert(id.to_string(), Instant::now());
+            }
+        });
+        let started = Instant::now();
+        let sent = load(e2e, "/webhooks/optum", 64, SECONDS, body(), Some(on_ack)).await;
+        let acked = acks.lock().unwrap().len();
+        let wait_until = Instant::now() + Duration::from_secs(120);
+        while arrivals.lock().unwrap().len() < acked && Instant::now() < wait_until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let total = started.elapsed().as_secs_f64();
+        let arrivals = arrivals.lock().unwrap();
+        let acks = acks.lock().unwrap();
+        let mut lag: Vec<Duration> =
+            acks.iter().filter_map(|(id, t)| arrivals.get(id).map(|a| a.saturating_duration_since(*t))).collect();
+        lag.sort();
+        let pct = |p: f64| lag.get(((lag.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
+        println!("\n## End to end (64 conns for {SECONDS} s, then until every forward arrived)\n");
+        println!("| measure | value |");
+        println!("| --- | --- |");
+        println!("| events acked (202) | {acked} ({:.0}/s while sending) |", sent.rps());
+        println!("| forwards that reached the sink | {} |", arrivals.len());
+        println!("| end-to-end events/s (acked / time until the last forward) | {:.0} |", arrivals.len() as f64 / total);
+        println!("| ingress-only events/s, same run (64 conns) | {ingress_rps:.0} |");
+        println!("| 202 → sink p50 / p99 | {:.1} ms / {:.1} ms |", pct(0.5).as_secs_f64() * 1e3, pct(0.99).as_secs_f64() * 1e3);
+    });
+}
+
+/// A sink that records when each forward (by its event id) arrived.
+async fn sink(arrivals: Arc<Mutex<HashMap<String, Instant>>>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let arrivals = arrivals.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let arrivals = arrivals.clone();
+                    async move {
+                        let b = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                        if let Some(id) = v["event_id"].as_str() {
+                            arrivals.lock().unwrap().insert(id.to_string(), Instant::now());
+                        }
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
