@@ -96,11 +96,11 @@ impl PluginRegistry {
     pub fn load_dir(&self, dir: &Path) -> std::io::Result<Arc<PluginSet>> {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_file() {
+            let path = entry?.path();
+            // `is_file` follows symlinks: a linked plugin counts, a sub-folder not.
+            if !path.is_file() {
                 continue;
             }
-            let path = entry.path();
             if let Some(name) = plugin_name(&path) {
                 files.push((name, path));
             }

@@ -16,7 +16,11 @@ fn handle(event: Event) -> Result<Vec<Action>> {
     let body = event.data_value()?;
     let payment = body.get("data").filter(|d| d.is_object()).unwrap_or(&body);
     let Some(amount) = payment.get("amount").and_then(amount_of) else {
-        log::warn!("{} event {} has no amount; not audited", event.event_type, event.id);
+        log::warn!(
+            "{} event {} has no amount; not audited",
+            event.event_type,
+            event.id
+        );
         return Ok(vec![]);
     };
     let threshold = match config("threshold") {
@@ -72,10 +76,13 @@ mod tests {
 
     #[test]
     fn forwards_above_threshold_only() {
-        let _config = testing::set_config([("threshold", "100"), ("forward_url", "http://a.test/x")]);
+        let _config =
+            testing::set_config([("threshold", "100"), ("forward_url", "http://a.test/x")]);
         assert!(handle(payment(json!(50))).unwrap().is_empty());
         let actions = handle(payment(json!("250.5"))).unwrap();
-        let Action::Forward { url, body, .. } = &actions[0] else { panic!("not a forward") };
+        let Action::Forward { url, body, .. } = &actions[0] else {
+            panic!("not a forward")
+        };
         assert_eq!(url, "http://a.test/x");
         assert!(body.contains("250.5"));
     }
