@@ -25,7 +25,11 @@ const SECRET: &str = "bench-secret";
 const SECONDS: u64 = 8;
 
 fn body() -> Vec<u8> {
-    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/optum/payment_loading_requested.json")).unwrap()
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/optum/payment_loading_requested.json"
+    ))
+    .unwrap()
 }
 
 fn signature(body: &[u8]) -> String {
@@ -49,7 +53,9 @@ impl Load {
     fn pct(&self, p: f64) -> Duration {
         let mut l = self.latencies.clone();
         l.sort();
-        l.get(((l.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default()
+        l.get(((l.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -69,13 +75,16 @@ async fn load(
     let started = Instant::now();
     let tasks: Vec<_> = (0..conns)
         .map(|_| {
-            let (body, sig, path, on_ack) = (body.clone(), sig.clone(), path.to_string(), on_ack.clone());
+            let (body, sig, path, on_ack) =
+                (body.clone(), sig.clone(), path.to_string(), on_ack.clone());
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0usize;
                 let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
                 stream.set_nodelay(true).unwrap();
-                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .unwrap();
                 tokio::spawn(conn);
                 while Instant::now() < deadline {
                     let req = Request::post(path.as_str())
@@ -87,7 +96,12 @@ async fn load(
                     let t = Instant::now();
                     match send.send_request(req).await {
                         Ok(resp) if resp.status().is_success() => {
-                            let b = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let b = resp
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
                             lat.push(t.elapsed());
                             if let Some(f) = &on_ack {
                                 f(b);
@@ -107,7 +121,12 @@ async fn load(
             })
         })
         .collect();
-    let mut out = Load { requests: 0, errors: 0, secs: 0.0, latencies: Vec::new() };
+    let mut out = Load {
+        requests: 0,
+        errors: 0,
+        secs: 0.0,
+        latencies: Vec::new(),
+    };
     for t in tasks {
         let (lat, errors) = t.await.unwrap();
         out.requests += lat.len();
@@ -127,17 +146,22 @@ async fn bare_server() -> SocketAddr {
             let (stream, _) = listener.accept().await.unwrap();
             stream.set_nodelay(true).unwrap();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                    let _ = req.into_body().collect().await;
-                    Ok::<_, std::convert::Infallible>(
-                        Response::builder()
-                            .status(202)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(b"{\"id\":\"x\",\"deliveries\":0}")))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let svc =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .status(202)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from_static(
+                                    b"{\"id\":\"x\",\"deliveries\":0}",
+                                )))
+                                .unwrap(),
+                        )
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -148,20 +172,31 @@ async fn bare_server() -> SocketAddr {
 async fn router(dir: &std::path::Path, config_text: &str) -> SocketAddr {
     let path = dir.join("router.toml");
     std::fs::write(&path, config_text).unwrap();
-    let config = hookrouter::config::Config::load_with_env(&path, &|k| (k == "OPTUM_WEBHOOK_SECRET").then(|| SECRET.to_string())).unwrap();
+    let config = hookrouter::config::Config::load_with_env(&path, &|k| {
+        (k == "OPTUM_WEBHOOK_SECRET").then(|| SECRET.to_string())
+    })
+    .unwrap();
     let ingress = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = ingress.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(hookrouter::run_with_ready(config, ingress, admin, std::future::pending(), move |_, _| {
-        let _ = tx.send(());
-    }));
+    tokio::spawn(hookrouter::run_with_ready(
+        config,
+        ingress,
+        admin,
+        std::future::pending(),
+        move |_, _| {
+            let _ = tx.send(());
+        },
+    ));
     rx.await.unwrap();
     addr
 }
 
 fn row(name: &str, l: &Load, base: Option<&Load>) {
-    let ratio = base.map(|b| format!("{:.2}x", l.rps() / b.rps())).unwrap_or_else(|| "1.00x".into());
+    let ratio = base
+        .map(|b| format!("{:.2}x", l.rps() / b.rps()))
+        .unwrap_or_else(|| "1.00x".into());
     println!(
         "| {name:<28} | {:>9.0} | {ratio:>6} | {:>8.2} | {:>8.2} | {:>6} |",
         l.rps(),
@@ -172,7 +207,10 @@ fn row(name: &str, l: &Load, base: Option<&Load>) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
         let bare = bare_server().await;
@@ -194,8 +232,12 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
         let routed = router(tmp.path(), ingress_cfg).await;
 
         println!("## Ingress ({SECONDS} s per row, same load generator, same process)\n");
-        println!("| server                       |   req/s   | vs bare | p50 ms   | p99 ms   | errors |");
-        println!("| ---------------------------- | --------- | ------ | -------- | -------- | ------ |");
+        println!(
+            "| server                       |   req/s   | vs bare | p50 ms   | p99 ms   | errors |"
+        );
+        println!(
+            "| ---------------------------- | --------- | ------ | -------- | -------- | ------ |"
+        );
         let mut ingress_rps = 0.0;
         for conns in [64, 256] {
             let b = load(bare, "/webhooks/optum", conns, SECONDS, body(), None).await;
@@ -208,9 +250,13 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
         }
 
         // End to end: a trivial component forwards every event to a local sink.
-        let relay = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/relay.wasm");
+        let relay =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/relay.wasm");
         let Ok(bytes) = std::fs::read(&relay) else {
-            println!("\n(skipping end to end: run scripts/build-plugins.sh first to build {})", relay.display());
+            println!(
+                "\n(skipping end to end: run scripts/build-plugins.sh first to build {})",
+                relay.display()
+            );
             return;
         };
         let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -260,18 +306,34 @@ allow_forward = ["{sink}"]
         let total = started.elapsed().as_secs_f64();
         let arrivals = arrivals.lock().unwrap();
         let acks = acks.lock().unwrap();
-        let mut lag: Vec<Duration> =
-            acks.iter().filter_map(|(id, t)| arrivals.get(id).map(|a| a.saturating_duration_since(*t))).collect();
+        let mut lag: Vec<Duration> = acks
+            .iter()
+            .filter_map(|(id, t)| arrivals.get(id).map(|a| a.saturating_duration_since(*t)))
+            .collect();
         lag.sort();
-        let pct = |p: f64| lag.get(((lag.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
+        let pct = |p: f64| {
+            lag.get(((lag.len() as f64 - 1.0) * p) as usize)
+                .copied()
+                .unwrap_or_default()
+        };
         println!("\n## End to end (64 conns for {SECONDS} s, then until every forward arrived)\n");
         println!("| measure | value |");
         println!("| --- | --- |");
-        println!("| events acked (202) | {acked} ({:.0}/s while sending) |", sent.rps());
+        println!(
+            "| events acked (202) | {acked} ({:.0}/s while sending) |",
+            sent.rps()
+        );
         println!("| forwards that reached the sink | {} |", arrivals.len());
-        println!("| end-to-end events/s (acked / time until the last forward) | {:.0} |", arrivals.len() as f64 / total);
+        println!(
+            "| end-to-end events/s (acked / time until the last forward) | {:.0} |",
+            arrivals.len() as f64 / total
+        );
         println!("| ingress-only events/s, same run (64 conns) | {ingress_rps:.0} |");
-        println!("| 202 → sink p50 / p99 | {:.1} ms / {:.1} ms |", pct(0.5).as_secs_f64() * 1e3, pct(0.99).as_secs_f64() * 1e3);
+        println!(
+            "| 202 → sink p50 / p99 | {:.1} ms / {:.1} ms |",
+            pct(0.5).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3
+        );
     });
 }
 
@@ -287,15 +349,25 @@ async fn sink(arrivals: Arc<Mutex<HashMap<String, Instant>>>) -> SocketAddr {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let arrivals = arrivals.clone();
                     async move {
-                        let b = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let b = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
                         let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
                         if let Some(id) = v["event_id"].as_str() {
-                            arrivals.lock().unwrap().insert(id.to_string(), Instant::now());
+                            arrivals
+                                .lock()
+                                .unwrap()
+                                .insert(id.to_string(), Instant::now());
                         }
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });

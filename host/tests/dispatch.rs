@@ -400,3 +400,58 @@ allow_forward = ["127.0.0.1:{}"]
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn sigterm_lets_in_flight_deliveries_finish_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    install_plugin(dir.path(), &fixture("hostile"), "slow");
+    let cfg = config(
+        dir.path(),
+        "\n[[routes]]\nevents = [\"slow\"]\nplugins = [\"slow\"]\n",
+    )
+    .replace(
+        "[plugins]\ndir = \"plugins\"",
+        "[plugins]\ndir = \"plugins\"\ntimeout_ms = 1500",
+    );
+    let mut r = Router::start(dir.path(), &cfg, &[]);
+    let resp = client()
+        .post(r.webhook("test"))
+        .json(&json!({ "type": "slow", "id": "s-1", "do": "loop" }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let db = r.db();
+    // Wait until the delivery is leased (running), then ask the router to stop.
+    wait_for(10, "the delivery to start", || {
+        let leased: i64 = db
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE lease_until > 0",
+                [],
+                |x| x.get(0),
+            )
+            .unwrap();
+        (leased == 1).then_some(())
+    });
+    let started = std::time::Instant::now();
+    let status = r.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    // It waited for the running plugin (stopped by its 1.5 s deadline) and recorded the outcome.
+    let (state, attempts, lease, error): (String, i64, i64, String) = db
+        .query_row(
+            "SELECT state, attempts, lease_until, last_error FROM deliveries",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, lease),
+        ("pending", 1, 0),
+        "the attempt was recorded, not lost"
+    );
+    assert!(error.contains("timed out"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited past its grace period"
+    );
+    assert!(r.log().contains("shutting down"));
+}

@@ -349,3 +349,6 @@ pub fn replay_offline(
     }
     Ok(replayed)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,8 @@
 //! The single writer thread and group commit.
 //!
-//! Owns: draining queued commands, applying each inside its own savepoint of one
-//! shared transaction, committing once (one fsync for the batch), then answering.
+//! Owns: draining queued commands, applying them in one transaction, committing
+//! once (one fsync for the whole batch), then answering each caller. If any
+//! command fails, the batch rolls back and each command is redone alone.
 //! Never: answers a caller before the commit that holds its data has returned.
 
 use std::sync::Arc;
@@ -21,27 +22,19 @@ use crate::event::{Event, from_unix_ms, unix_ms};
 /// Upper bound on commands per transaction, so one batch cannot grow without end.
 const MAX_BATCH: usize = 1024;
 
-/// Sends a command's result once the batch's fate is known.
-type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// What a command produced, sent to its caller once the batch is committed.
+enum Answer {
+    Ingested(Ingested),
+    Deliveries(Vec<ClaimedDelivery>),
+    Forwards(Vec<ClaimedForward>),
+    Done,
+    Count(usize),
+}
 
 pub(super) struct Writer {
     pub conn: Connection,
     pub queued: Arc<AtomicUsize>,
     pub work: Arc<Notify>,
-}
-
-fn reply_with<T: Send + 'static>(
-    tx: oneshot::Sender<Result<T, StoreError>>,
-    value: rusqlite::Result<T>,
-) -> Reply {
-    Box::new(move |commit_err| {
-        let res = match (commit_err, value) {
-            (Some(e), _) => Err(e.clone()),
-            (None, Ok(v)) => Ok(v),
-            (None, Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-        };
-        let _ = tx.send(res);
-    })
 }
 
 impl Writer {
@@ -54,98 +47,131 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let n = batch.len();
-            let mut replies: Vec<Reply> = Vec::with_capacity(n);
-            let mut wake = false;
-            let committed = self.apply_batch(batch, &mut replies, &mut wake);
-            let err = committed.err().map(|e| {
-                tracing::error!(error = %e, batch = n, "store commit failed");
-                StoreError::Unavailable(e.to_string())
-            });
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-            for r in replies {
-                r(err.as_ref());
-            }
-            if wake && err.is_none() {
-                self.work.notify_waiters();
-            }
-            crate::metrics::observe_batch(n);
+            self.process(batch);
         }
     }
 
-    fn apply_batch(
-        &mut self,
-        batch: Vec<Command>,
-        replies: &mut Vec<Reply>,
-        wake: &mut bool,
-    ) -> rusqlite::Result<()> {
-        let mut tx = self
+    /// Applies one batch and answers every command in it.
+    pub(super) fn process(&mut self, batch: Vec<Command>) {
+        let n = batch.len();
+        let mut wake = false;
+        match self.transaction(&batch, &mut wake) {
+            Ok(answers) => {
+                for (cmd, answer) in batch.into_iter().zip(answers) {
+                    reply(cmd, Ok(answer));
+                }
+            }
+            Err(e) if n == 1 => {
+                tracing::error!(error = %e, "store write failed");
+                reply_all(batch, &e);
+            }
+            Err(e) => {
+                // One command (or the commit) failed and the whole batch rolled
+                // back: redo each alone, so one bad command fails alone.
+                tracing::warn!(error = %e, batch = n, "store batch failed; retrying its commands one by one");
+                for cmd in batch {
+                    match self.transaction(std::slice::from_ref(&cmd), &mut wake) {
+                        Ok(mut a) => reply(cmd, Ok(a.pop().unwrap_or(Answer::Done))),
+                        Err(e) => {
+                            tracing::error!(error = %e, "store write failed");
+                            reply_all(vec![cmd], &e);
+                        }
+                    }
+                }
+            }
+        }
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        if wake {
+            self.work.notify_waiters();
+        }
+        crate::metrics::observe_batch(n);
+    }
+
+    /// Applies `batch` in one transaction and one fsync (no per-command
+    /// savepoints: on any error the whole transaction rolls back and the caller
+    /// redoes the commands one by one).
+    fn transaction(&mut self, batch: &[Command], wake: &mut bool) -> rusqlite::Result<Vec<Answer>> {
+        let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = unix_ms(SystemTime::now());
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut made_work = false;
         for cmd in batch {
-            // Each command gets a savepoint, so one failing command leaves no half
-            // of itself behind and does not fail the others.
-            let mut sp = tx.savepoint()?;
-            let reply = match cmd {
-                Command::Ingest {
-                    event,
-                    plugins,
-                    reply,
-                } => {
-                    let r = ingest(&sp, &event, &plugins, None, now);
-                    *wake |= matches!(r, Ok(Ingested::Stored { deliveries, .. }) if deliveries > 0);
-                    finish(&mut sp, reply, r)
-                }
-                Command::ClaimDeliveries {
-                    loaded,
-                    limit,
-                    lease,
-                    reply,
-                } => {
-                    let r = claim_deliveries(&sp, &loaded, limit, lease, now);
-                    finish(&mut sp, reply, r)
-                }
-                Command::FinishDelivery { id, outcome, reply } => {
-                    let r = finish_delivery(&sp, id, outcome, now);
-                    *wake |= matches!(r, Ok(true));
-                    finish(&mut sp, reply, r.map(|_| ()))
-                }
-                Command::ClaimForwards {
-                    limit,
-                    lease,
-                    reply,
-                } => {
-                    let r = claim_forwards(&sp, limit, lease, now);
-                    finish(&mut sp, reply, r)
-                }
-                Command::FinishForward { id, outcome, reply } => {
-                    let r = finish_forward(&sp, id, outcome, now);
-                    finish(&mut sp, reply, r)
-                }
-                Command::Replay { target, reply } => {
-                    let r = replay(&sp, &target, now);
-                    *wake |= matches!(r, Ok(n) if n > 0);
-                    finish(&mut sp, reply, r)
-                }
-            };
-            sp.commit()?;
-            replies.push(reply);
+            answers.push(apply(&tx, cmd, now, &mut made_work)?);
         }
-        tx.commit()
+        tx.commit()?;
+        *wake |= made_work;
+        Ok(answers)
     }
 }
 
-/// Rolls the savepoint back if the command failed; the reply is sent after commit.
-fn finish<T: Send + 'static>(
-    sp: &mut rusqlite::Savepoint<'_>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-    r: rusqlite::Result<T>,
-) -> Reply {
-    if r.is_err() {
-        let _ = sp.rollback();
+fn apply(tx: &Connection, cmd: &Command, now: i64, wake: &mut bool) -> rusqlite::Result<Answer> {
+    Ok(match cmd {
+        Command::Ingest { event, plugins, .. } => {
+            let r = ingest(tx, event, plugins, None, now)?;
+            *wake |= matches!(r, Ingested::Stored { deliveries, .. } if deliveries > 0);
+            Answer::Ingested(r)
+        }
+        Command::ClaimDeliveries {
+            loaded,
+            limit,
+            lease,
+            ..
+        } => Answer::Deliveries(claim_deliveries(tx, loaded, *limit, *lease, now)?),
+        Command::FinishDelivery { id, outcome, .. } => {
+            *wake |= finish_delivery(tx, *id, outcome, now)?;
+            Answer::Done
+        }
+        Command::ClaimForwards { limit, lease, .. } => {
+            Answer::Forwards(claim_forwards(tx, *limit, *lease, now)?)
+        }
+        Command::FinishForward { id, outcome, .. } => {
+            finish_forward(tx, *id, outcome, now)?;
+            Answer::Done
+        }
+        Command::Replay { target, .. } => {
+            let n = replay(tx, target, now)?;
+            *wake |= n > 0;
+            Answer::Count(n)
+        }
+    })
+}
+
+/// Sends each command's answer on its own reply channel.
+fn reply(cmd: Command, answer: Result<Answer, StoreError>) {
+    fn send<T>(tx: oneshot::Sender<Result<T, StoreError>>, v: Result<T, StoreError>) {
+        let _ = tx.send(v);
     }
-    reply_with(reply, r)
+    let mismatch = || StoreError::Unavailable("internal: answer does not fit its command".into());
+    match (cmd, answer) {
+        (Command::Ingest { reply, .. }, Ok(Answer::Ingested(v))) => send(reply, Ok(v)),
+        (Command::ClaimDeliveries { reply, .. }, Ok(Answer::Deliveries(v))) => send(reply, Ok(v)),
+        (Command::ClaimForwards { reply, .. }, Ok(Answer::Forwards(v))) => send(reply, Ok(v)),
+        (Command::Replay { reply, .. }, Ok(Answer::Count(v))) => send(reply, Ok(v)),
+        (
+            Command::FinishDelivery { reply, .. } | Command::FinishForward { reply, .. },
+            Ok(Answer::Done),
+        ) => send(reply, Ok(())),
+        (cmd, answer) => {
+            let e = answer.err().unwrap_or_else(mismatch);
+            match cmd {
+                Command::Ingest { reply, .. } => send(reply, Err(e)),
+                Command::ClaimDeliveries { reply, .. } => send(reply, Err(e)),
+                Command::ClaimForwards { reply, .. } => send(reply, Err(e)),
+                Command::Replay { reply, .. } => send(reply, Err(e)),
+                Command::FinishDelivery { reply, .. } | Command::FinishForward { reply, .. } => {
+                    send(reply, Err(e))
+                }
+            }
+        }
+    }
+}
+
+fn reply_all(batch: Vec<Command>, e: &rusqlite::Error) {
+    for cmd in batch {
+        reply(cmd, Err(StoreError::Unavailable(e.to_string())));
+    }
 }
 
 fn headers_json(h: &[(String, String)]) -> String {
@@ -213,21 +239,33 @@ fn claim_deliveries(
     lease: Duration,
     now: i64,
 ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
-    let loaded = serde_json::to_string(loaded).unwrap_or_else(|_| "[]".into());
     let until = now + lease.as_millis() as i64;
+    // One index range scan per loaded plugin (deliveries_claim), each bounded by
+    // what is left of `limit`: the cost does not grow with the backlog, and the
+    // deliveries of absent plugins are never looked at. Plugins take turns
+    // starting first, so one plugin's backlog cannot starve the others.
     let mut stmt = tx.prepare_cached(
         "UPDATE deliveries SET lease_until = ?1
          WHERE id IN (SELECT id FROM deliveries
-                      WHERE state = 'pending' AND due_at <= ?2 AND lease_until <= ?2
-                        AND plugin IN (SELECT value FROM json_each(?3))
-                      ORDER BY due_at, id LIMIT ?4)
+                      WHERE plugin = ?3 AND state = 'pending' AND due_at <= ?2 AND lease_until <= ?2
+                      ORDER BY due_at LIMIT ?4)
          RETURNING id, event_id, plugin, attempts",
     )?;
-    let rows: Vec<(i64, String, String, u32)> = stmt
-        .query_map(params![until, now, loaded, limit as i64], |r| {
+    let mut order: Vec<&String> = loaded.iter().collect();
+    fastrand::shuffle(&mut order);
+    let mut rows: Vec<(i64, String, String, u32)> = Vec::new();
+    for plugin in order {
+        let left = limit.saturating_sub(rows.len());
+        if left == 0 {
+            break;
+        }
+        let claimed = stmt.query_map(params![until, now, plugin, left as i64], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        })?;
+        for row in claimed {
+            rows.push(row?);
+        }
+    }
     let mut out = Vec::with_capacity(rows.len());
     for (id, event_id, plugin, attempts) in rows {
         let event = load_event(tx, &event_id)?;
@@ -265,7 +303,7 @@ pub(super) fn load_event(conn: &Connection, id: &str) -> rusqlite::Result<Event>
 fn finish_delivery(
     tx: &Connection,
     id: i64,
-    outcome: DeliveryOutcome,
+    outcome: &DeliveryOutcome,
     now: i64,
 ) -> rusqlite::Result<bool> {
     match outcome {
@@ -293,7 +331,7 @@ fn finish_delivery(
                 "INSERT INTO outbox (delivery_id, event_id, plugin, url, headers, body, state, due_at, updated_at, last_error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
             )?;
-            for f in &forwards {
+            for f in forwards {
                 let state = if f.refused.is_some() {
                     "dead"
                 } else {
@@ -312,7 +350,7 @@ fn finish_delivery(
                 ])?;
             }
             let mut made = forwards.iter().any(|f| f.refused.is_none());
-            for e in &emitted {
+            for e in emitted {
                 ingest(tx, &e.event, &e.plugins, Some(&e.parent_id), now)?;
                 made |= !e.plugins.is_empty();
             }
@@ -376,7 +414,7 @@ fn claim_forwards(
 fn finish_forward(
     tx: &Connection,
     id: i64,
-    outcome: ForwardOutcome,
+    outcome: &ForwardOutcome,
     now: i64,
 ) -> rusqlite::Result<()> {
     match outcome {
