@@ -249,6 +249,9 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
             }
         }
 
+        if std::env::var_os("BENCH_INGRESS_ONLY").is_some() {
+            return;
+        }
         // End to end: a trivial component forwards every event to a local sink.
         let relay =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/relay.wasm");

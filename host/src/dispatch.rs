@@ -24,6 +24,9 @@ pub const MAX_HOPS: u32 = 8;
 /// How long a claimed delivery stays leased beyond its plugin's timeout.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
+/// Deliveries claimed per worker beyond the free ones.
+const PREFETCH: u32 = 8;
+
 /// How often to look for due retries when nothing wakes the loop.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -44,20 +47,23 @@ impl Dispatcher {
                 break;
             }
             // Register for wake-ups before looking, so a commit in between is not missed.
-            let store_work = self.store.work.clone();
+            let store_work = self.store.deliveries_due.clone();
             let woken = store_work.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
 
             let free = slots.available_permits();
-            let claimed = if free == 0 {
+            let loaded = loaded_names(&self.registry);
+            let claimed = if free == 0 || loaded.is_empty() {
                 Vec::new()
             } else {
                 let live = self.live.load();
-                let lease = live.config.plugins.timeout + LEASE_MARGIN;
+                // Claim ahead of the free workers, so one store round trip feeds
+                // several deliveries; the lease covers the wait in this queue.
+                let lease = live.config.plugins.timeout * (PREFETCH + 1) + LEASE_MARGIN;
                 match self
                     .store
-                    .claim_deliveries(loaded_names(&self.registry), free, lease)
+                    .claim_deliveries(loaded, free + workers * PREFETCH as usize, lease)
                     .await
                 {
                     Ok(c) => c,

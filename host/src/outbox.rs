@@ -102,7 +102,7 @@ impl Outbox {
             if *stop.borrow() {
                 break;
             }
-            let store_work = self.store.work.clone();
+            let store_work = self.store.forwards_due.clone();
             let woken = store_work.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
@@ -110,9 +110,11 @@ impl Outbox {
             let claimed = if free == 0 {
                 Vec::new()
             } else {
-                let lease = self.live.load().config.outbox.timeout + Duration::from_secs(30);
+                // Claim ahead of the free workers (see dispatch); the lease covers
+                // the wait in this queue.
+                let lease = self.live.load().config.outbox.timeout * 9 + Duration::from_secs(30);
                 self.store
-                    .claim_forwards(free, lease)
+                    .claim_forwards(free + workers * 8, lease)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cannot claim forwards");

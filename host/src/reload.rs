@@ -220,7 +220,7 @@ impl Reloader {
             Err(e) => tracing::error!(error = %e, "plugin reload task failed"),
         }
         // New or restored plugins may have deliveries waiting.
-        self.store.work.notify_waiters();
+        self.store.deliveries_due.notify_waiters();
     }
 
     async fn reload_config(&self) {
@@ -256,7 +256,7 @@ impl Reloader {
         self.live.store(Arc::new(Live::new(next)));
         METRICS.reloads.get_or_create(&label("ok")).inc();
         tracing::info!(routes, "config reloaded");
-        self.store.work.notify_waiters();
+        self.store.deliveries_due.notify_waiters();
     }
 }
 

@@ -161,8 +161,10 @@ pub struct Store {
     tx: std::sync::mpsc::Sender<Command>,
     queued: Arc<AtomicUsize>,
     max_backlog: usize,
-    /// Woken after each commit that made deliveries or forwards due.
-    pub(crate) work: Arc<Notify>,
+    /// Woken after each commit that made deliveries due (the dispatcher waits on it).
+    pub(crate) deliveries_due: Arc<Notify>,
+    /// Woken after each commit that made forwards due (the outbox waits on it).
+    pub(crate) forwards_due: Arc<Notify>,
     path: PathBuf,
 }
 
@@ -191,11 +193,13 @@ impl Store {
         )?;
         let (tx, rx) = std::sync::mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let work = Arc::new(Notify::new());
+        let deliveries_due = Arc::new(Notify::new());
+        let forwards_due = Arc::new(Notify::new());
         let w = writer::Writer {
             conn,
             queued: queued.clone(),
-            work: work.clone(),
+            deliveries_due: deliveries_due.clone(),
+            forwards_due: forwards_due.clone(),
         };
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -205,7 +209,8 @@ impl Store {
             tx,
             queued,
             max_backlog,
-            work,
+            deliveries_due,
+            forwards_due,
             path: path.to_path_buf(),
         })
     }

@@ -208,7 +208,8 @@ async fn a_failing_command_fails_alone_in_its_batch() {
     let mut writer = Writer {
         conn,
         queued: Arc::new(AtomicUsize::new(3)),
-        work: Arc::new(Notify::new()),
+        deliveries_due: Arc::new(Notify::new()),
+        forwards_due: Arc::new(Notify::new()),
     };
 
     // A delivery to finish, then a sabotaged outbox so that storing its forward fails.

@@ -22,6 +22,20 @@ use crate::event::{Event, from_unix_ms, unix_ms};
 /// Upper bound on commands per transaction, so one batch cannot grow without end.
 const MAX_BATCH: usize = 1024;
 
+/// Which workers a committed batch gave something to do.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Wake {
+    pub deliveries: bool,
+    pub forwards: bool,
+}
+
+impl std::ops::BitOrAssign for Wake {
+    fn bitor_assign(&mut self, o: Wake) {
+        self.deliveries |= o.deliveries;
+        self.forwards |= o.forwards;
+    }
+}
+
 /// What a command produced, sent to its caller once the batch is committed.
 enum Answer {
     Ingested(Ingested),
@@ -34,7 +48,8 @@ enum Answer {
 pub(super) struct Writer {
     pub conn: Connection,
     pub queued: Arc<AtomicUsize>,
-    pub work: Arc<Notify>,
+    pub deliveries_due: Arc<Notify>,
+    pub forwards_due: Arc<Notify>,
 }
 
 impl Writer {
@@ -54,7 +69,7 @@ impl Writer {
     /// Applies one batch and answers every command in it.
     pub(super) fn process(&mut self, batch: Vec<Command>) {
         let n = batch.len();
-        let mut wake = false;
+        let mut wake = Wake::default();
         match self.transaction(&batch, &mut wake) {
             Ok(answers) => {
                 for (cmd, answer) in batch.into_iter().zip(answers) {
@@ -81,8 +96,11 @@ impl Writer {
             }
         }
         self.queued.fetch_sub(n, Ordering::Relaxed);
-        if wake {
-            self.work.notify_waiters();
+        if wake.deliveries {
+            self.deliveries_due.notify_waiters();
+        }
+        if wake.forwards {
+            self.forwards_due.notify_waiters();
         }
         crate::metrics::observe_batch(n);
     }
@@ -90,13 +108,13 @@ impl Writer {
     /// Applies `batch` in one transaction and one fsync (no per-command
     /// savepoints: on any error the whole transaction rolls back and the caller
     /// redoes the commands one by one).
-    fn transaction(&mut self, batch: &[Command], wake: &mut bool) -> rusqlite::Result<Vec<Answer>> {
+    fn transaction(&mut self, batch: &[Command], wake: &mut Wake) -> rusqlite::Result<Vec<Answer>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = unix_ms(SystemTime::now());
         let mut answers = Vec::with_capacity(batch.len());
-        let mut made_work = false;
+        let mut made_work = Wake::default();
         for cmd in batch {
             answers.push(apply(&tx, cmd, now, &mut made_work)?);
         }
@@ -106,11 +124,11 @@ impl Writer {
     }
 }
 
-fn apply(tx: &Connection, cmd: &Command, now: i64, wake: &mut bool) -> rusqlite::Result<Answer> {
+fn apply(tx: &Connection, cmd: &Command, now: i64, wake: &mut Wake) -> rusqlite::Result<Answer> {
     Ok(match cmd {
         Command::Ingest { event, plugins, .. } => {
             let r = ingest(tx, event, plugins, None, now)?;
-            *wake |= matches!(r, Ingested::Stored { deliveries, .. } if deliveries > 0);
+            wake.deliveries |= matches!(r, Ingested::Stored { deliveries, .. } if deliveries > 0);
             Answer::Ingested(r)
         }
         Command::ClaimDeliveries {
@@ -132,7 +150,8 @@ fn apply(tx: &Connection, cmd: &Command, now: i64, wake: &mut bool) -> rusqlite:
         }
         Command::Replay { target, .. } => {
             let n = replay(tx, target, now)?;
-            *wake |= n > 0;
+            wake.deliveries |= n > 0;
+            wake.forwards |= n > 0;
             Answer::Count(n)
         }
     })
@@ -305,7 +324,7 @@ fn finish_delivery(
     id: i64,
     outcome: &DeliveryOutcome,
     now: i64,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Wake> {
     match outcome {
         DeliveryOutcome::Done {
             version,
@@ -320,7 +339,7 @@ fn finish_delivery(
             )?;
             if changed == 0 {
                 // Already finished (a replay raced it): its effects exist once already.
-                return Ok(false);
+                return Ok(Wake::default());
             }
             let (event_id, plugin): (String, String) = tx.query_row(
                 "SELECT event_id, plugin FROM deliveries WHERE id = ?1",
@@ -349,10 +368,13 @@ fn finish_delivery(
                     f.refused
                 ])?;
             }
-            let mut made = forwards.iter().any(|f| f.refused.is_none());
+            let mut made = Wake {
+                forwards: forwards.iter().any(|f| f.refused.is_none()),
+                deliveries: false,
+            };
             for e in emitted {
                 ingest(tx, &e.event, &e.plugins, Some(&e.parent_id), now)?;
-                made |= !e.plugins.is_empty();
+                made.deliveries |= !e.plugins.is_empty();
             }
             Ok(made)
         }
@@ -368,14 +390,14 @@ fn finish_delivery(
                  WHERE id = ?1 AND state = 'pending'",
                 params![id, state, retry_at.unwrap_or(now), error, now],
             )?;
-            Ok(false)
+            Ok(Wake::default())
         }
         DeliveryOutcome::Release { due_at } => {
             tx.execute(
                 "UPDATE deliveries SET lease_until = 0, due_at = ?2 WHERE id = ?1 AND state = 'pending'",
                 params![id, due_at],
             )?;
-            Ok(false)
+            Ok(Wake::default())
         }
     }
 }
