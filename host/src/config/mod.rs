@@ -7,6 +7,7 @@
 //! the file and the environment.
 
 mod raw;
+mod source;
 mod validate;
 
 use std::collections::BTreeMap;

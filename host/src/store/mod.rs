@@ -6,6 +6,7 @@
 //! data on disk.
 //! Never: decides routing, runs plugins or does network I/O.
 
+mod ops;
 mod read;
 mod schema;
 mod writer;
@@ -346,7 +347,7 @@ pub fn replay_offline(
     for chunk in ids.chunks(500) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for id in chunk {
-            replayed += writer::replay(&tx, &ReplayTarget::One(id.clone()), now())?;
+            replayed += ops::replay(&tx, &ReplayTarget::One(id.clone()), now())?;
         }
         tx.commit()?;
         done += chunk.len();

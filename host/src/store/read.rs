@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::writer::load_event;
+use super::ops::load_event;
 use crate::event::Event;
 
 /// A dead delivery (`d-N`) or a dead forward (`o-N`).
