@@ -123,8 +123,13 @@ fn start_watcher(
     match native {
         Ok(w) if std::env::var_os("HOOKROUTER_POLL_WATCH").is_none() => Ok(AnyWatcher::Native(w)),
         other => {
-            if let Err(e) = &other {
-                tracing::warn!(error = %e, "inotify unavailable (watch limit?); falling back to polling the plugin folder every 500 ms");
+            match &other {
+                Err(e) => {
+                    tracing::warn!(error = %e, "inotify unavailable (watch limit?); falling back to polling the plugin folder every 500 ms")
+                }
+                Ok(_) => tracing::info!(
+                    "HOOKROUTER_POLL_WATCH is set: polling the plugin folder every 500 ms"
+                ),
             }
             let mut w = PollWatcher::new(
                 handler,

@@ -325,3 +325,20 @@ fn twenty_replacements_under_load_lose_no_event() {
     );
     assert_eq!(by_version.len(), 2, "both versions served");
 }
+
+#[test]
+fn polling_fallback_picks_up_replacements() {
+    // HOOKROUTER_POLL_WATCH forces the poll watcher that takes over when inotify is
+    // unavailable or out of watches.
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, trivial) = (fixture("relay"), fixture("trivial"));
+    install_plugin(dir.path(), &relay, "p");
+    std::fs::write(dir.path().join("router.toml"), config("")).unwrap();
+    let r = Router::start_with_args(dir.path(), &[("HOOKROUTER_POLL_WATCH", "1")], &[]);
+    assert!(r.log().contains("polling"), "{}", r.log());
+    let db = r.db();
+    until_handled_by(&r, &db, &version_of(&relay));
+    install_plugin(dir.path(), &trivial, "p");
+    let t = until_handled_by(&r, &db, &version_of(&trivial));
+    println!("poll watcher: new version serving after {t:?}");
+}
