@@ -455,3 +455,88 @@ fn sigterm_lets_in_flight_deliveries_finish_then_exits_cleanly() {
     );
     assert!(r.log().contains("shutting down"));
 }
+
+#[test]
+fn hostile_plugins_fail_alone_with_clear_errors_while_the_router_keeps_serving() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    install_plugin(dir.path(), &fixture("hostile"), "hostile");
+    install_plugin(dir.path(), &relay(), "good");
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+[[routes]]
+events = ["*"]
+plugins = ["hostile", "good"]
+
+[plugin.good]
+config = {{ forward_url = "{}" }}
+allow_forward = ["127.0.0.1:{}"]
+"#,
+            sink.url("/good"),
+            sink.port
+        ),
+    )
+    .replace(
+        "max_attempts = 3\nretry_base_ms = 50\n\n[outbox]",
+        "max_attempts = 1\nretry_base_ms = 50\ntimeout_ms = 500\nmemory_mb = 16\n\n[outbox]",
+    );
+    let r = Router::start(dir.path(), &cfg, &[]);
+    let cases = [
+        ("loop", "timed out after 500 ms"),
+        ("grow", "exceeded its memory limit of 16 MiB"),
+        ("trap", "trapped"),
+        ("flood", "bytes of output"),
+        ("bad_emit", "invalid output"),
+        ("many", "invalid output"),
+    ];
+    let mut ids = Vec::new();
+    for (what, _) in cases {
+        let resp = client()
+            .post(r.webhook("test"))
+            .json(&json!({ "type": "hostile", "id": what, "do": what }))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202, "{what}");
+        ids.push(
+            resp.json::<Value>().unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let db = r.db();
+    wait_for(60, "every hostile delivery to settle", || {
+        let open: i64 = db
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE state = 'pending'",
+                [],
+                |x| x.get(0),
+            )
+            .unwrap();
+        (open == 0).then_some(())
+    });
+    for ((what, expected), id) in cases.iter().zip(&ids) {
+        let (state, error): (String, String) = db
+            .query_row(
+                "SELECT state, coalesce(last_error, '') FROM deliveries WHERE event_id = ?1 AND plugin = 'hostile'",
+                [id],
+                |x| Ok((x.get(0)?, x.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(state, "dead", "{what}");
+        assert!(
+            error.contains(expected) && error.contains("hostile") && error.contains(id.as_str()),
+            "{what}: {error}"
+        );
+    }
+    // The good plugin on the same events delivered every one of them.
+    assert_eq!(sink.on("/good").len(), cases.len());
+    let resp = client()
+        .post(r.webhook("test"))
+        .json(&json!({ "type": "after", "id": "after", "do": "echo" }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202, "the router keeps serving");
+}
