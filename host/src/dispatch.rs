@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::event::{Action, Event, unix_ms};
@@ -39,72 +39,42 @@ pub(crate) struct Dispatcher {
 
 impl Dispatcher {
     /// Runs until `stop` turns true, then waits for in-flight deliveries to finish.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: watch::Receiver<bool>) {
         let workers = self.live.load().config.plugins.workers;
-        let slots = Arc::new(Semaphore::new(workers));
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            // Register for wake-ups before looking, so a commit in between is not missed.
-            let store_work = self.store.deliveries_due.clone();
-            let woken = store_work.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-
-            let free = slots.available_permits();
-            let loaded = loaded_names(&self.registry);
-            let claimed = if free == 0 || loaded.is_empty() {
-                Vec::new()
-            } else {
-                let live = self.live.load();
+        let due = self.store.deliveries_due.clone();
+        let claimer = self.clone();
+        let claim = move |free: usize| {
+            let this = claimer.clone();
+            async move {
+                let loaded = loaded_names(&this.registry);
+                if loaded.is_empty() {
+                    return Vec::new();
+                }
                 // Claim ahead of the free workers, so one store round trip feeds
                 // several deliveries; the lease covers the wait in this queue.
-                let lease = live.config.plugins.timeout * (PREFETCH + 1) + LEASE_MARGIN;
-                match self
-                    .store
-                    .claim_deliveries(loaded, free + workers * PREFETCH as usize, lease)
+                let lease = this.live.load().config.plugins.timeout * (PREFETCH + 1) + LEASE_MARGIN;
+                let limit = free + workers * PREFETCH as usize;
+                this.store
+                    .claim_deliveries(loaded, limit, lease)
                     .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
+                    .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cannot claim deliveries");
                         Vec::new()
-                    }
-                }
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = &mut woken => {}
-                    _ = slots.clone().acquire_owned() => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
+                    })
             }
-            for delivery in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let this = self.clone();
-                let span = tracing::info_span!(
-                    "delivery",
-                    event_id = %delivery.event.id,
-                    event_type = %delivery.event.event_type,
-                    source = %delivery.event.source,
-                    plugin = %delivery.plugin,
-                );
-                tokio::spawn(
-                    async move {
-                        this.deliver(delivery).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
-        }
-        // Wait for in-flight deliveries: each holds a permit until its outcome is stored.
-        let _ = slots.acquire_many(workers as u32).await;
+        };
+        let handle = move |delivery: ClaimedDelivery| {
+            let this = self.clone();
+            let span = tracing::info_span!(
+                "delivery",
+                event_id = %delivery.event.id,
+                event_type = %delivery.event.event_type,
+                source = %delivery.event.source,
+                plugin = %delivery.plugin,
+            );
+            async move { this.deliver(delivery).await }.instrument(span)
+        };
+        crate::pool::run(workers, due, stop, POLL, claim, handle).await;
     }
 
     async fn deliver(&self, d: ClaimedDelivery) {

@@ -29,6 +29,7 @@ pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod plugins;
+mod pool;
 pub mod reload;
 pub mod router;
 pub mod store;

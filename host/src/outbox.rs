@@ -14,7 +14,7 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::event::unix_ms;
@@ -95,57 +95,32 @@ impl Outbox {
         })
     }
 
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` turns true, then waits for in-flight forwards to finish.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
         let workers = self.live.load().config.outbox.workers;
-        let slots = Arc::new(Semaphore::new(workers));
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let store_work = self.store.forwards_due.clone();
-            let woken = store_work.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let free = slots.available_permits();
-            let claimed = if free == 0 {
-                Vec::new()
-            } else {
+        let due = self.store.forwards_due.clone();
+        let claimer = self.clone();
+        let claim = move |free: usize| {
+            let this = claimer.clone();
+            async move {
                 // Claim ahead of the free workers (see dispatch); the lease covers
                 // the wait in this queue.
-                let lease = self.live.load().config.outbox.timeout * 9 + Duration::from_secs(30);
-                self.store
+                let lease = this.live.load().config.outbox.timeout * 9 + Duration::from_secs(30);
+                this.store
                     .claim_forwards(free + workers * 8, lease)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cannot claim forwards");
                         Vec::new()
                     })
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = &mut woken => {}
-                    _ = slots.clone().acquire_owned() => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
             }
-            for f in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let this = self.clone();
-                let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, url = %f.url);
-                tokio::spawn(
-                    async move {
-                        this.send(f).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
-        }
-        let _ = slots.acquire_many(workers as u32).await;
+        };
+        let handle = move |f: ClaimedForward| {
+            let this = self.clone();
+            let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, url = %f.url);
+            async move { this.send(f).await }.instrument(span)
+        };
+        crate::pool::run(workers, due, stop, POLL, claim, handle).await;
     }
 
     async fn send(&self, f: ClaimedForward) {
