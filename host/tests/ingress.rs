@@ -409,6 +409,19 @@ fn http2_prior_knowledge_is_served() {
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // The body limit holds over HTTP/2 too, and the connection keeps serving.
+    let resp = c
+        .post(r.webhook("plain"))
+        .body(vec![b' '; 5000])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = c
+        .post(r.webhook("plain"))
+        .body(r#"{"kind":"h2.test","id":"h2-2"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
 }
 
 #[test]

@@ -68,7 +68,7 @@ impl Ingress {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
             reject(&name, "size");
-            return too_large(limit);
+            return too_large(limit, req.version());
         }
         let (parts, body) = req.into_parts();
         let body = match tokio::time::timeout(
@@ -89,7 +89,7 @@ impl Ingress {
                     .is_some() =>
             {
                 reject(&name, "size");
-                return too_large(limit);
+                return too_large(limit, parts.version);
             }
             Ok(Err(e)) => {
                 reject(&name, "body");
@@ -212,16 +212,19 @@ fn reject(source: &str, reason: &'static str) {
         .inc();
 }
 
-fn too_large(limit: u64) -> Response<Body> {
+fn too_large(limit: u64, version: hyper::Version) -> Response<Body> {
     let mut resp = http::error(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("body exceeds {limit} bytes"),
     );
-    // The rest of the body is unread: the connection cannot be reused.
-    resp.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
+    // HTTP/1: the rest of the body is unread, so the connection cannot be reused.
+    // (HTTP/2 resets just the stream, and forbids connection headers.)
+    if version < hyper::Version::HTTP_2 {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     resp
 }
 
