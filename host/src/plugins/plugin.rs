@@ -122,16 +122,38 @@ impl Plugin {
         };
         let actions = {
             let _permit = engine.inner.permits.acquire();
-            match &self.inner.runner {
-                Runner::Component(r) => r.run(engine, &ctx, event, attempt, config),
-                Runner::Command(r) => r.run(engine, &ctx, event, attempt, config),
-            }?
+            let mut tries = 0;
+            loop {
+                let result = match &self.inner.runner {
+                    Runner::Component(r) => r.run(engine, &ctx, event, attempt, config),
+                    Runner::Command(r) => r.run(engine, &ctx, event, attempt, config),
+                };
+                // wasmtime builds a module's copy-on-write memory image on its first
+                // instantiation, sealing a memfd; the kernel can refuse the seal with
+                // EBUSY while it still holds transient page references. That happens
+                // before any guest code runs, so the invocation is simply redone
+                // (wasmtime caches the image only once it was built).
+                match result {
+                    Err(e) if tries < 3 && is_transient_memfd_error(&e) => {
+                        tries += 1;
+                        tracing::warn!(plugin = %self.inner.name, error = %e, "memory image not ready; retrying instantiation");
+                        std::thread::sleep(std::time::Duration::from_millis(10 * tries));
+                    }
+                    other => break other?,
+                }
+            }
         };
         for action in &actions {
             validate(action).map_err(|reason| ctx.bad_output(reason))?;
         }
         Ok(actions)
     }
+}
+
+/// The kernel's transient refusal to seal wasmtime's memory-image memfd.
+fn is_transient_memfd_error(e: &PluginError) -> bool {
+    matches!(e, PluginError::Trap { message, .. } | PluginError::Internal { message, .. }
+        if message.contains("seals to the memfd"))
 }
 
 /// The rules every action obeys, whatever the ABI.
