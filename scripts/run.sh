@@ -2,6 +2,7 @@
 # Builds the example plugins and starts the router on router.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup.sh
 scripts/build-plugins.sh
 if [ -z "${OPTUM_WEBHOOK_SECRET:-}" ]; then
   export OPTUM_WEBHOOK_SECRET=demo-optum-secret

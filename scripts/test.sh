@@ -4,6 +4,7 @@
 # closing line with the totals over every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup.sh
 scripts/build-plugins.sh
 # Backtraces of expected errors (dropped async stores, traps) cost time; panics keep theirs.
 export RUST_LIB_BACKTRACE=0

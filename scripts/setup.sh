@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building the plugins needs, only where it is missing (quick when
+# everything is there): the wasm targets, Debian's clang-19 with wasi-libc for C
+# plugins, and componentize-py for the Python plugin. Called by run.sh, test.sh
+# and .ci/run, so both README commands work on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+installed_targets=$(rustup target list --installed)
+for t in wasm32-wasip1 wasm32-wasip2; do
+  grep -qx "$t" <<<"$installed_targets" || rustup target add "$t"
+done
+
+need_apt=()
+for pkg in clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 openssl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${need_apt[*]} (run: sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! command -v componentize-py >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+fi
