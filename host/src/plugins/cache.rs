@@ -33,6 +33,11 @@ pub(crate) fn component(
         return Ok(component);
     }
     inner.compiles.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        version = &version[..12.min(version.len())],
+        kib = bytes.len() / 1024,
+        "compiling a plugin not in the cache (large ones take seconds)"
+    );
     let compiled = inner.engine.precompile_component(bytes)?;
     write(&path, &compiled);
     unsafe_component(&inner.engine, &compiled)
@@ -56,6 +61,11 @@ pub(crate) fn module(
         return Ok(module);
     }
     inner.compiles.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        version = &version[..12.min(version.len())],
+        kib = bytes.len() / 1024,
+        "compiling a plugin not in the cache (large ones take seconds)"
+    );
     let compiled = inner.engine.precompile_module(bytes)?;
     write(&path, &compiled);
     unsafe_module(&inner.engine, &compiled)
