@@ -27,7 +27,7 @@ pub(crate) struct Admin {
 }
 
 impl Admin {
-    async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         match (&method, path.as_str()) {
@@ -231,7 +231,11 @@ pub(crate) async fn serve(
     http::serve(
         listener,
         Duration::from_secs(10),
-        move |req| (*admin).clone().handle(req),
+        move |req| {
+            // One shared service per listener: a request clones an `Arc`, nothing more.
+            let service = admin.clone();
+            async move { service.handle(req).await }
+        },
         shutdown,
         Duration::from_secs(2),
     )

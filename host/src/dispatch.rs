@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::config::ForwardTarget;
 use crate::event::{Action, Event, unix_ms};
 use crate::live::Shared;
 use crate::metrics::{InvocationLabels, KindLabel, METRICS, PluginLabel};
@@ -88,37 +89,51 @@ impl Dispatcher {
             return;
         };
         let live = self.live.load_full();
-        let settings = live.config.settings(&d.plugin).cloned().unwrap_or_default();
         let attempt = d.attempts + 1;
         let version = plugin.short_version().to_string();
-        let event = d.event.clone();
-        let config = settings.config.clone();
+        let ClaimedDelivery {
+            id,
+            plugin: name,
+            event,
+            ..
+        } = d;
+        let event_id = event.id.clone();
         let started = std::time::Instant::now();
-        let run = tokio::task::spawn_blocking(move || plugin.run(&event, attempt, &config));
+        // The event moves to the blocking thread and back: no copy of its body.
+        let (snapshot, plugin_name) = (live.clone(), name.clone());
+        let run = tokio::task::spawn_blocking(move || {
+            let no_config = std::collections::BTreeMap::new();
+            let config = snapshot
+                .config
+                .settings(&plugin_name)
+                .map_or(&no_config, |s| &s.config);
+            let result = plugin.run(&event, attempt, config);
+            (event, result)
+        });
         // Epochs cannot interrupt a blocking host call; this bounds the wait anyway.
         let result =
             match tokio::time::timeout(live.config.plugins.timeout + Duration::from_secs(5), run)
                 .await
             {
-                Ok(Ok(r)) => r,
+                Ok(Ok((event, r))) => r.map(|actions| (event, actions)),
                 Ok(Err(join)) => Err(PluginError::Internal {
-                    plugin: d.plugin.clone(),
-                    event_id: d.event.id.clone(),
+                    plugin: name.clone(),
+                    event_id: event_id.clone(),
                     message: format!("plugin thread failed: {join}"),
                 }),
                 Err(_) => Err(PluginError::Timeout {
-                    plugin: d.plugin.clone(),
-                    event_id: d.event.id.clone(),
+                    plugin: name.clone(),
+                    event_id,
                     timeout: live.config.plugins.timeout,
                 }),
             };
         METRICS
             .plugin_duration
             .get_or_create(&PluginLabel {
-                plugin: d.plugin.clone(),
+                plugin: name.clone(),
             })
             .observe(started.elapsed().as_secs_f64());
-        crate::metrics::record_invocation(&d.plugin, result.is_ok());
+        crate::metrics::record_invocation(&name, result.is_ok());
         let outcome_label = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
@@ -126,15 +141,19 @@ impl Dispatcher {
         METRICS
             .invocations
             .get_or_create(&InvocationLabels {
-                plugin: d.plugin.clone(),
+                plugin: name.clone(),
                 version: version.clone(),
                 outcome: outcome_label,
             })
             .inc();
 
         let outcome = match result {
-            Ok(actions) => {
-                let (forwards, emitted) = effects(&live, &d, &settings.allow_forward, actions);
+            Ok((event, actions)) => {
+                let allow = live
+                    .config
+                    .settings(&name)
+                    .map_or(&[][..], |s| &s.allow_forward);
+                let (forwards, emitted) = effects(&live, &event, allow, actions);
                 tracing::info!(forwards = forwards.len(), emitted = emitted.len(), attempt, version = %version, "delivery done");
                 DeliveryOutcome::Done {
                     version,
@@ -171,7 +190,7 @@ impl Dispatcher {
                 }
             }
         };
-        if let Err(e) = self.store.finish_delivery(d.id, outcome).await {
+        if let Err(e) = self.store.finish_delivery(id, outcome).await {
             // The lease expires and the delivery runs again: at-least-once.
             tracing::error!(error = %e, "cannot record delivery outcome");
         }
@@ -191,8 +210,8 @@ fn loaded_names(registry: &PluginRegistry) -> Vec<String> {
 /// Splits a plugin's actions into outbox entries and routed emitted events.
 fn effects(
     live: &crate::live::Live,
-    d: &ClaimedDelivery,
-    allow: &[String],
+    parent: &Event,
+    allow: &[ForwardTarget],
     actions: Vec<Action>,
 ) -> (Vec<NewForward>, Vec<Emitted>) {
     let mut forwards = Vec::new();
@@ -216,7 +235,7 @@ fn effects(
                 });
             }
             Action::Emit { event_type, data } => {
-                let hops = d.event.hops + 1;
+                let hops = parent.hops + 1;
                 if hops > MAX_HOPS {
                     tracing::warn!(event_type = %event_type, hops, "emit chain cut at {MAX_HOPS} hops");
                     METRICS
@@ -227,7 +246,7 @@ fn effects(
                 }
                 let event = Event {
                     id: Event::new_id(),
-                    source: d.event.source.clone(),
+                    source: parent.source.clone(),
                     event_type,
                     external_id: None,
                     received_at: SystemTime::now(),
@@ -244,7 +263,7 @@ fn effects(
                 tracing::info!(emitted_id = %event.id, event_type = %event.event_type, hops, "event emitted");
                 emitted.push(Emitted {
                     event,
-                    parent_id: d.event.id.clone(),
+                    parent_id: parent.id.clone(),
                     plugins,
                 });
             }

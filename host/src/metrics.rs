@@ -187,6 +187,9 @@ static PLUGIN_STATS: LazyLock<std::sync::Mutex<std::collections::HashMap<String,
 
 fn with_stats<T>(plugin: &str, f: impl FnOnce(&mut PluginStats) -> T) -> T {
     let mut map = PLUGIN_STATS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(stats) = map.get_mut(plugin) {
+        return f(stats);
+    }
     f(map.entry(plugin.to_string()).or_default())
 }
 

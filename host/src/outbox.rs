@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::config::ForwardTarget;
 use crate::event::unix_ms;
 use crate::live::Shared;
 use crate::metrics::{KindLabel, METRICS, OutcomeLabel};
@@ -28,7 +29,7 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// Whether `url` may be sent given a plugin's `allow_forward` list: its host must
 /// be listed, alone (any port) or as `host:port`.
-pub fn check_allowed(url: &str, allow: &[String]) -> Result<(), String> {
+pub fn check_allowed(url: &str, allow: &[ForwardTarget]) -> Result<(), String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("invalid url {url:?}: {e}"))?;
@@ -45,16 +46,7 @@ pub fn check_allowed(url: &str, allow: &[String]) -> Result<(), String> {
     let port = uri
         .port_u16()
         .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let ok = allow.iter().any(|entry| {
-        let entry = entry.trim_start_matches('[');
-        match entry.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
-                h.trim_end_matches(']') == host && p.parse::<u16>().ok() == Some(port)
-            }
-            _ => entry.trim_end_matches(']') == host,
-        }
-    });
-    if ok {
+    if allow.iter().any(|t| t.allows(&host, port)) {
         Ok(())
     } else {
         Err(format!("host {host}:{port} is not in allow_forward"))
@@ -125,7 +117,8 @@ impl Outbox {
 
     async fn send(&self, f: ClaimedForward) {
         let live = self.live.load_full();
-        let retry = &live.config.outbox;
+        let outbox = &live.config.outbox;
+        let retry = &outbox.retry;
         let attempt = f.attempts + 1;
         let allow = live
             .config
@@ -134,7 +127,7 @@ impl Outbox {
             .unwrap_or(&[]);
         let result = match check_allowed(&f.url, allow) {
             Err(why) => Err((why, None, false)),
-            Ok(()) => self.post(&f, retry.timeout).await,
+            Ok(()) => self.post(&f, outbox.timeout).await,
         };
         let now = unix_ms(SystemTime::now());
         let outcome = match result {
@@ -232,9 +225,10 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::check_allowed;
+    use crate::config::ForwardTarget;
 
-    fn allow(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
+    fn allow(v: &[&str]) -> Vec<ForwardTarget> {
+        v.iter().map(|s| ForwardTarget::parse(s).unwrap()).collect()
     }
 
     #[test]

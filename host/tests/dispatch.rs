@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
 
-fn config(dir: &Path, body: &str) -> String {
-    let _ = dir;
+fn config(body: &str) -> String {
     format!(
         r#"version = 1
 [server]
@@ -60,10 +58,8 @@ fn forward_reaches_sink_and_emits_chain_through_a_second_plugin_until_cut_at_8_h
     for name in ["first", "second", "looper"] {
         install_plugin(dir.path(), &relay(), name);
     }
-    let cfg = config(
-        dir.path(),
-        &format!(
-            r#"
+    let cfg = config(&format!(
+        r#"
 [[routes]]
 events = ["order.created"]
 plugins = ["first"]
@@ -86,10 +82,9 @@ allow_forward = ["127.0.0.1:{}"]
 [plugin.looper]
 config = {{ emit_type = "loop" }}
 "#,
-            sink.url("/sink"),
-            sink.port
-        ),
-    );
+        sink.url("/sink"),
+        sink.port
+    ));
     let r = Router::start(dir.path(), &cfg, &[]);
 
     let id = send(&r, "order.created", "o-1");
@@ -145,10 +140,8 @@ fn failing_plugin_is_isolated_dead_lettered_and_replayed_after_a_fix() {
     install_plugin(dir.path(), &relay(), "good");
     install_plugin(dir.path(), &relay(), "bad");
     let routes = |bad_config: &str| {
-        config(
-            dir.path(),
-            &format!(
-                r#"
+        config(&format!(
+            r#"
 [[routes]]
 events = ["payment_*"]
 plugins = ["good", "bad"]
@@ -161,10 +154,9 @@ allow_forward = ["127.0.0.1:{port}"]
 config = {{ {bad_config} }}
 allow_forward = ["127.0.0.1:{port}"]
 "#,
-                good = sink.url("/good"),
-                port = sink.port,
-            ),
-        )
+            good = sink.url("/good"),
+            port = sink.port,
+        ))
     };
     let mut r = Router::start(dir.path(), &routes(r#"fail = "always""#), &[]);
     let id = send(&r, "payment_created", "p-1");
@@ -258,10 +250,8 @@ fn forwards_outside_allow_forward_are_never_sent_and_410_stops_retries() {
     for name in ["sneaky", "gone", "flaky"] {
         install_plugin(dir.path(), &relay(), name);
     }
-    let cfg = config(
-        dir.path(),
-        &format!(
-            r#"
+    let cfg = config(&format!(
+        r#"
 [[routes]]
 events = ["sneak"]
 plugins = ["sneaky"]
@@ -286,12 +276,11 @@ allow_forward = ["127.0.0.1"]
 config = {{ forward_url = "{fail}" }}
 allow_forward = ["127.0.0.1:{port}"]
 "#,
-            sneak = sink.url("/sneak"),
-            gone = sink.url("/gone"),
-            fail = sink.url("/fail"),
-            port = sink.port,
-        ),
-    );
+        sneak = sink.url("/sneak"),
+        gone = sink.url("/gone"),
+        fail = sink.url("/fail"),
+        port = sink.port,
+    ));
     let r = Router::start(dir.path(), &cfg, &[]);
     send(&r, "sneak", "s-1");
     send(&r, "gone", "g-1");
@@ -344,10 +333,8 @@ fn deliveries_wait_for_a_missing_plugin_without_spending_attempts() {
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-    let cfg = config(
-        dir.path(),
-        &format!(
-            r#"
+    let cfg = config(&format!(
+        r#"
 [[routes]]
 events = ["*"]
 plugins = ["later"]
@@ -356,10 +343,9 @@ plugins = ["later"]
 config = {{ forward_url = "{}" }}
 allow_forward = ["127.0.0.1:{}"]
 "#,
-            sink.url("/later"),
-            sink.port
-        ),
-    );
+        sink.url("/later"),
+        sink.port
+    ));
     let r = Router::start(dir.path(), &cfg, &[]);
     let ids: Vec<String> = (0..5)
         .map(|i| send(&r, "early", &format!("e-{i}")))
@@ -405,11 +391,7 @@ allow_forward = ["127.0.0.1:{}"]
 fn sigterm_lets_in_flight_deliveries_finish_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     install_plugin(dir.path(), &fixture("hostile"), "slow");
-    let cfg = config(
-        dir.path(),
-        "\n[[routes]]\nevents = [\"slow\"]\nplugins = [\"slow\"]\n",
-    )
-    .replace(
+    let cfg = config("\n[[routes]]\nevents = [\"slow\"]\nplugins = [\"slow\"]\n").replace(
         "[plugins]\ndir = \"plugins\"",
         "[plugins]\ndir = \"plugins\"\ntimeout_ms = 1500",
     );
@@ -462,10 +444,8 @@ fn hostile_plugins_fail_alone_with_clear_errors_while_the_router_keeps_serving()
     let dir = tempfile::tempdir().unwrap();
     install_plugin(dir.path(), &fixture("hostile"), "hostile");
     install_plugin(dir.path(), &relay(), "good");
-    let cfg = config(
-        dir.path(),
-        &format!(
-            r#"
+    let cfg = config(&format!(
+        r#"
 [[routes]]
 events = ["*"]
 plugins = ["hostile", "good"]
@@ -474,10 +454,9 @@ plugins = ["hostile", "good"]
 config = {{ forward_url = "{}" }}
 allow_forward = ["127.0.0.1:{}"]
 "#,
-            sink.url("/good"),
-            sink.port
-        ),
-    )
+        sink.url("/good"),
+        sink.port
+    ))
     .replace(
         "max_attempts = 3\nretry_base_ms = 50\n\n[outbox]",
         "max_attempts = 1\nretry_base_ms = 50\ntimeout_ms = 500\nmemory_mb = 16\n\n[outbox]",
@@ -507,16 +486,7 @@ allow_forward = ["127.0.0.1:{}"]
         );
     }
     let db = r.db();
-    wait_for(60, "every hostile delivery to settle", || {
-        let open: i64 = db
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE state = 'pending'",
-                [],
-                |x| x.get(0),
-            )
-            .unwrap();
-        (open == 0).then_some(())
-    });
+    wait_settled(&db, 60);
     for ((what, expected), id) in cases.iter().zip(&ids) {
         let (state, error): (String, String) = db
             .query_row(

@@ -99,16 +99,7 @@ config = { fail = "always" }
     assert_eq!(post_optum(&r, "payment_ok", "bad-2", false), 401);
     assert_eq!(post_optum(&r, "payment_ok", "ok-0", true), 200);
     let db = r.db();
-    wait_for(20, "all deliveries to settle", || {
-        let open: i64 = db
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE state = 'pending'",
-                [],
-                |x| x.get(0),
-            )
-            .unwrap();
-        (open == 0).then_some(())
-    });
+    wait_settled(&db, 20);
 
     let text = client()
         .get(format!("{}/metrics", r.admin))
@@ -413,4 +404,96 @@ verify = { scheme = "hmac-sha256", header = "X-Custom-Sig", secret_env = ["OLD_S
         String::from_utf8_lossy(&help.stdout)
             .contains("hookrouter send optum --type payment_loading_requested")
     );
+}
+
+#[test]
+fn send_and_dead_refuse_bad_input_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [[sources]]\nname = \"optum\"\npreset = \"optum\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.json"), "{not json").unwrap();
+    let run = |args: &[&str], secret: bool| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args)
+            .arg("--config")
+            .arg(dir.path().join("router.toml"))
+            .current_dir(dir.path());
+        if secret {
+            cmd.env("OPTUM_WEBHOOK_SECRET", "s");
+        } else {
+            cmd.env_remove("OPTUM_WEBHOOK_SECRET");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let url = ["--url", "http://127.0.0.1:9/webhooks/optum"];
+    let cases: [(Vec<&str>, bool, &str); 4] = [
+        (
+            [
+                &["send", "optm", "--type", "t", "--data", "broken.json"][..],
+                &url,
+            ]
+            .concat(),
+            true,
+            "no source named \"optm\"",
+        ),
+        (
+            [
+                &["send", "optum", "--type", "t", "--data", "broken.json"][..],
+                &url,
+            ]
+            .concat(),
+            true,
+            "broken.json: not valid JSON",
+        ),
+        (
+            [
+                &["send", "optum", "--type", "t", "--data", "missing.json"][..],
+                &url,
+            ]
+            .concat(),
+            true,
+            "cannot read missing.json",
+        ),
+        (
+            [
+                &["send", "optum", "--type", "t", "--data", "broken.json"][..],
+                &url,
+            ]
+            .concat(),
+            false,
+            "OPTUM_WEBHOOK_SECRET is not set",
+        ),
+    ];
+    for (args, secret, expected) in cases {
+        let (ok, stderr) = run(&args, secret);
+        assert!(!ok, "{args:?} succeeded");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // `dead` on a store that does not exist yet, and on an unknown id.
+    let (ok, stderr) = run(&["dead", "list"], true);
+    assert!(!ok && stderr.contains("does not exist"), "{stderr}");
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    drop(hookrouter_store(dir.path()));
+    let (ok, stderr) = run(&["dead", "show", "d-42"], true);
+    assert!(!ok && stderr.contains("no dead entry \"d-42\""), "{stderr}");
+    let (ok, stderr) = run(&["dead", "replay"], true);
+    assert!(!ok && stderr.contains("--all"), "{stderr}");
+}
+
+/// Creates an empty, migrated store the way the router would.
+fn hookrouter_store(dir: &std::path::Path) -> hookrouter::store::Store {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    hookrouter::store::Store::open(&dir.join("data/hookrouter.db"), 10).unwrap()
 }

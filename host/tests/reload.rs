@@ -295,16 +295,7 @@ fn twenty_replacements_under_load_lose_no_event() {
         .collect();
 
     let db = r.db();
-    wait_for(60, "every acked event to be handled", || {
-        let pending: i64 = db
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE state != 'done'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
-        (pending == 0).then_some(())
-    });
+    wait_settled(&db, 60);
     let mut by_version = std::collections::HashMap::<String, usize>::new();
     for id in &acked {
         let v = handled_by(&db, id).unwrap_or_else(|| panic!("event {id} was not handled"));

@@ -16,9 +16,9 @@ pub(super) enum DeadCommand {
     /// Show one dead entry with its event.
     Show { id: String },
     /// Make dead entries pending again, with fresh attempts.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["id", "all"])))]
     Replay {
         /// The entry to replay (d-N or o-N).
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<String>,
         /// Replay every dead entry.
         #[arg(long)]

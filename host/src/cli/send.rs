@@ -140,9 +140,15 @@ fn read_payload(path: &Path) -> anyhow::Result<Value> {
 
 pub(super) fn run(config_path: &Path, args: SendArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_for_tools(config_path)?;
-    if let Some(src) = config.source(&args.source)
-        && let Some(var) = src.secret_envs.iter().find(|v| std::env::var(v).is_err())
-    {
+    // Name the source and its secret first: they are the likelier mistakes.
+    let src = config.source(&args.source).with_context(|| {
+        format!(
+            "{}: no source named {:?}",
+            config.path.display(),
+            args.source
+        )
+    })?;
+    if let Some(var) = src.secret_envs.iter().find(|v| std::env::var(v).is_err()) {
         anyhow::bail!(
             "environment variable {var} is not set: it holds the secret of source {:?}",
             args.source

@@ -29,7 +29,7 @@ pub struct Config {
     pub server: Server,
     pub store: Store,
     pub plugins: Plugins,
-    pub outbox: Retry,
+    pub outbox: Outbox,
     /// Environment variable holding the admin API's bearer token, if any.
     pub admin_token_env: Option<String>,
     pub admin_token: Option<String>,
@@ -58,20 +58,29 @@ pub struct Store {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plugins {
     pub dir: PathBuf,
+    /// Wall-clock deadline of one invocation.
     pub timeout: Duration,
     pub memory_bytes: u64,
-    pub retry: Retry,
+    /// Deliveries run at once.
     pub workers: usize,
+    pub retry: Retry,
 }
 
-/// Retry policy (and worker count) for plugin deliveries or the outbox.
+/// `[outbox]`: how forwards are sent and retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbox {
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Forwards sent at once.
+    pub workers: usize,
+    pub retry: Retry,
+}
+
+/// Retry policy of plugin deliveries or of the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retry {
     pub max_attempts: u32,
     pub base: Duration,
-    /// Per-request timeout (outbox only; plugins use `Plugins::timeout`).
-    pub timeout: Duration,
-    pub workers: usize,
 }
 
 impl Retry {
@@ -107,8 +116,47 @@ pub struct Route {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginSettings {
     pub config: BTreeMap<String, String>,
-    /// `host` or `host:port` entries its forwards may reach.
-    pub allow_forward: Vec<String>,
+    /// The hosts its forwards may reach.
+    pub allow_forward: Vec<ForwardTarget>,
+}
+
+/// One `allow_forward` entry: a host (any port) or `host:port`; parsed once, when
+/// the config is loaded, and matched by the outbox for every forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTarget {
+    /// Lower-case DNS name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl ForwardTarget {
+    /// `host`, `host:port`, `[v6]` or `[v6]:port`; `None` if it is none of those.
+    pub fn parse(entry: &str) -> Option<ForwardTarget> {
+        let (host, port) = match entry.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, Some(p.parse().ok()?)),
+            _ => (entry, None),
+        };
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let valid = !host.is_empty()
+            && (host.parse::<std::net::IpAddr>().is_ok()
+                || host.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }));
+        valid.then(|| ForwardTarget {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether a request to `host:port` is allowed by this entry.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        self.host == host && self.port.is_none_or(|p| p == port)
+    }
 }
 
 impl Config {

@@ -32,8 +32,9 @@ fn empty_file_gets_documented_defaults() {
     assert_eq!(c.plugins.retry.max_attempts, 8);
     assert_eq!(c.plugins.retry.base, Duration::from_millis(1000));
     // The outbox inherits the plugin retry keys unless [outbox] sets its own.
-    assert_eq!(c.outbox.max_attempts, 8);
-    assert_eq!(c.outbox.base, Duration::from_millis(1000));
+    assert_eq!(c.outbox.retry.max_attempts, 8);
+    assert_eq!(c.outbox.retry.base, Duration::from_millis(1000));
+    assert_eq!(c.outbox.workers, c.plugins.workers);
 }
 
 #[test]
@@ -106,8 +107,6 @@ fn backoff_doubles_caps_and_jitters() {
     let r = Retry {
         max_attempts: 8,
         base: Duration::from_secs(1),
-        timeout: Duration::ZERO,
-        workers: 1,
     };
     for _ in 0..100 {
         let d1 = r.backoff(1).as_secs_f64();

@@ -13,7 +13,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{RawConfig, SourceName};
-use super::{Config, ConfigError, PluginSettings, Plugins, Retry, Route, Server, Source, Store};
+use super::{
+    Config, ConfigError, ForwardTarget, Outbox, PluginSettings, Plugins, Retry, Route, Server,
+    Source, Store,
+};
 
 const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
@@ -133,48 +136,48 @@ pub(super) fn parse(
             3_600_000,
             "plugins.retry_base_ms",
         )?),
+    };
+    let plugins = Plugins {
+        dir: resolve(&p.dir),
         timeout: Duration::from_millis(in_range(
             p.timeout_ms,
             1,
             MAX_TIMEOUT_MS,
             "plugins.timeout_ms",
         )?),
-        workers: in_range(p.workers as u64, 1, 256, "plugins.workers")? as usize,
-    };
-    let plugins = Plugins {
-        dir: resolve(&p.dir),
-        timeout: plugin_retry.timeout,
         memory_bytes: in_range(p.memory_mb, 1, 4096, "plugins.memory_mb")? * 1024 * 1024,
+        workers: in_range(p.workers as u64, 1, 256, "plugins.workers")? as usize,
         retry: plugin_retry.clone(),
-        workers: plugin_retry.workers,
     };
-    let outbox = match &raw.outbox {
-        None => Retry {
-            timeout: Duration::from_secs(10),
-            ..plugin_retry.clone()
-        },
-        Some(o) => Retry {
+    // The outbox inherits the plugin retry keys (and worker count) unless [outbox] sets its own.
+    let o = raw.outbox.as_ref();
+    let outbox = Outbox {
+        timeout: Duration::from_millis(in_range(
+            o.and_then(|o| o.timeout_ms).unwrap_or(10_000),
+            1,
+            MAX_TIMEOUT_MS,
+            "outbox.timeout_ms",
+        )?),
+        workers: in_range(
+            o.and_then(|o| o.workers).unwrap_or(plugins.workers) as u64,
+            1,
+            256,
+            "outbox.workers",
+        )? as usize,
+        retry: Retry {
             max_attempts: in_range(
-                o.max_attempts.unwrap_or(plugin_retry.max_attempts).into(),
+                o.and_then(|o| o.max_attempts)
+                    .unwrap_or(plugin_retry.max_attempts)
+                    .into(),
                 1,
                 1000,
                 "outbox.max_attempts",
             )? as u32,
-            base: o.retry_base_ms.map_or(Ok(plugin_retry.base), |ms| {
-                in_range(ms, 1, 3_600_000, "outbox.retry_base_ms").map(Duration::from_millis)
-            })?,
-            timeout: Duration::from_millis(in_range(
-                o.timeout_ms.unwrap_or(10_000),
-                1,
-                MAX_TIMEOUT_MS,
-                "outbox.timeout_ms",
-            )?),
-            workers: in_range(
-                o.workers.unwrap_or(plugin_retry.workers) as u64,
-                1,
-                256,
-                "outbox.workers",
-            )? as usize,
+            base: o
+                .and_then(|o| o.retry_base_ms)
+                .map_or(Ok(plugin_retry.base), |ms| {
+                    in_range(ms, 1, 3_600_000, "outbox.retry_base_ms").map(Duration::from_millis)
+                })?,
         },
     };
 
@@ -282,14 +285,14 @@ pub(super) fn parse(
         let mut allow_forward = Vec::new();
         for (j, host) in settings.allow_forward.iter().enumerate() {
             let h = host.get_ref();
-            if !valid_host(h) {
+            let Some(target) = ForwardTarget::parse(h) else {
                 return Err(cx.err(
                     Some(host.span()),
                     format!("{key}.allow_forward[{j}]"),
                     format!("invalid entry {h:?}: expected host or host:port"),
                 ));
-            }
-            allow_forward.push(h.to_ascii_lowercase());
+            };
+            allow_forward.push(target);
         }
         if !routes.iter().any(|r| r.plugins.contains(name.get_ref())) {
             warnings.push(format!(
@@ -335,25 +338,4 @@ fn deserialize(cx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
         let key = if key == "." { String::new() } else { key };
         cx.err(inner.span(), key, inner.message().to_string())
     })
-}
-
-/// `host` or `host:port`, where host is a DNS name or an IP address.
-fn valid_host(entry: &str) -> bool {
-    let (host, port) = match entry.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, Some(p)),
-        _ => (entry, None),
-    };
-    if let Some(p) = port
-        && p.parse::<u16>().is_err()
-    {
-        return false;
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    !host.is_empty()
-        && (host.parse::<std::net::IpAddr>().is_ok()
-            || host.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            }))
 }

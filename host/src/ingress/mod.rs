@@ -31,7 +31,7 @@ pub(crate) struct Ingress {
 }
 
 impl Ingress {
-    pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
         let Some(name) = path
             .strip_prefix("/webhooks/")
@@ -243,7 +243,8 @@ fn headers_of(map: &hyper::HeaderMap) -> Vec<(String, String)> {
 
 /// The body is valid JSON at this point, hence valid UTF-8.
 fn body_text(body: Bytes) -> String {
-    String::from_utf8(body.to_vec())
+    // `Vec::from` takes over the buffer when nothing else holds it (no copy).
+    String::from_utf8(Vec::from(body))
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
@@ -259,7 +260,11 @@ pub(crate) async fn serve(
     http::serve(
         listener,
         header_timeout,
-        move |req| (*ingress).clone().handle(req),
+        move |req| {
+            // One shared service per listener: a request clones an `Arc`, nothing more.
+            let service = ingress.clone();
+            async move { service.handle(req).await }
+        },
         shutdown,
         Duration::from_secs(10),
     )

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use wasmtime::{Engine, Linker, Module, ModuleExport, Store};
+use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtx};
 
 use super::engine::PluginEngine;
 use super::error::PluginError;
@@ -74,16 +74,11 @@ impl Runner {
         let limits = &engine.inner.limits;
         let stdout = Capture::new(limits.max_output_bytes);
         let stderr = Capture::new(limits.max_output_bytes);
-        let mut builder = WasiCtx::builder();
+        let mut builder = sandbox::wasi_builder(&stdout, &stderr);
         builder
             .stdin(MemoryInputPipe::new(stdin_document(event, attempt)))
-            .stdout(stdout.pipe())
-            .stderr(stderr.pipe())
             .arg(ctx.plugin)
-            .env("HOOKROUTER_PLUGIN", ctx.plugin)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .env("HOOKROUTER_PLUGIN", ctx.plugin);
         for (key, value) in config {
             builder.env(key, value);
         }

@@ -107,13 +107,7 @@ impl Runner {
         let limits = &engine.inner.limits;
         let stdout = Capture::new(limits.max_output_bytes);
         let stderr = Capture::new(limits.max_output_bytes);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.pipe())
-            .stderr(stderr.pipe())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = sandbox::wasi_builder(&stdout, &stderr).build();
         let state = State {
             wasi,
             table: ResourceTable::new(),

@@ -53,6 +53,20 @@ impl ResourceLimiter for Limiter {
 
 /// Sets the wall-clock deadline, in epoch ticks (the ticker thread advances the
 /// epoch every `EPOCH_TICK`). One extra tick covers the partial tick now running.
+/// The one WASI context policy of both ABIs: stdout and stderr captured, no
+/// files (no preopens), no sockets, no name lookups, no environment. Each ABI adds
+/// only what its contract hands the guest (the command ABI's stdin and env).
+pub(crate) fn wasi_builder(stdout: &Capture, stderr: &Capture) -> wasmtime_wasi::WasiCtxBuilder {
+    let mut builder = wasmtime_wasi::WasiCtx::builder();
+    builder
+        .stdout(stdout.pipe())
+        .stderr(stderr.pipe())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder
+}
+
 pub(crate) fn set_deadline<T>(store: &mut Store<T>, limits: &Limits) {
     let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
     store.set_epoch_deadline(ticks.max(2));

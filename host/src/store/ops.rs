@@ -151,21 +151,20 @@ pub(super) fn finish_delivery(
             forwards,
             emitted,
         } => {
-            let changed = tx.execute(
-                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lease_until = 0,
-                 version = ?2, last_error = NULL, updated_at = ?3
-                 WHERE id = ?1 AND state = 'pending'",
-                params![id, version, now],
-            )?;
-            if changed == 0 {
+            // One statement marks it done and names what the effects belong to.
+            let done: Option<(String, String)> = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lease_until = 0,
+                     version = ?2, last_error = NULL, updated_at = ?3
+                     WHERE id = ?1 AND state = 'pending'
+                     RETURNING event_id, plugin",
+                )?
+                .query_row(params![id, version, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((event_id, plugin)) = done else {
                 // Already finished (a replay raced it): its effects exist once already.
                 return Ok(Wake::default());
-            }
-            let (event_id, plugin): (String, String) = tx.query_row(
-                "SELECT event_id, plugin FROM deliveries WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            };
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO outbox (delivery_id, event_id, plugin, url, headers, body, state, due_at, updated_at, last_error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",

@@ -231,6 +231,20 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
     }
 }
 
+/// Waits until no delivery is pending (each is done or dead), up to `secs` seconds.
+pub fn wait_settled(db: &rusqlite::Connection, secs: u64) {
+    wait_for(secs, "every delivery to settle", || {
+        let pending: i64 = db
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (pending == 0).then_some(())
+    });
+}
+
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
