@@ -5,7 +5,11 @@
 //!
 //! 1. Ingress: the router (durable: SQLite WAL, synchronous=FULL, group commit,
 //!    HMAC verification of an Optum event) against a bare hyper server that
-//!    answers 202 after reading the body; 64 and 256 connections.
+//!    answers 202 after reading the body; 64 and 256 connections. A third
+//!    server is the reference design for durable acks: it answers 202 after
+//!    appending the body to a file with group commit (one fdatasync per batch)
+//!    and does nothing else. It bounds what any durable ingress reaches on
+//!    this machine.
 //! 2. End to end: events through a trivial component plugin whose forward
 //!    reaches a local sink: events/s and the time from 202 to the sink.
 //!
@@ -221,6 +225,72 @@ async fn bare_server() -> SocketAddr {
     addr
 }
 
+/// The issue's reference probe: answers 202 after appending the body to a file
+/// with group commit (one thread drains every queued body, one write and one
+/// fdatasync per batch), and nothing else: no checks, no parsing, no index.
+async fn append_server(path: std::path::PathBuf) -> SocketAddr {
+    use std::io::Write;
+    type Job = (Bytes, tokio::sync::oneshot::Sender<()>);
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        let mut buf = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(j) = rx.try_recv() {
+                batch.push(j);
+            }
+            buf.clear();
+            for (body, _) in &batch {
+                buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                buf.extend_from_slice(body);
+            }
+            file.write_all(&buf).unwrap();
+            file.sync_data().unwrap();
+            for (_, done) in batch {
+                let _ = done.send(());
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let (done, wait) = tokio::sync::oneshot::channel();
+                        tx.send((body, done)).unwrap();
+                        wait.await.unwrap();
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .status(202)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from_static(
+                                    b"{\"id\":\"x\",\"deliveries\":0}",
+                                )))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 /// Starts the router in this process on `config_text` (written to `dir`).
 async fn router(dir: &std::path::Path, config_text: &str) -> SocketAddr {
     let path = dir.join("router.toml");
@@ -283,6 +353,7 @@ events = ["payment_*"]
 plugins = ["absent"]             # deliveries are stored and wait: ingress cost only
 "#;
         let routed = router(tmp.path(), ingress_cfg).await;
+        let probe = append_server(tmp.path().join("append.log")).await;
 
         println!("## Ingress ({SECONDS} s per row, same load generator, same process)\n");
         println!(
@@ -295,8 +366,10 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
         for conns in [64, 256] {
             let b = load(bare, "/webhooks/optum", conns, SECONDS, body(), None).await;
             let r = load(routed, "/webhooks/optum", conns, SECONDS, body(), None).await;
+            let a = load(probe, "/webhooks/optum", conns, SECONDS, body(), None).await;
             row(&format!("bare hyper, {conns} conns"), &b, None);
             row(&format!("hookrouter durable, {conns} conns"), &r, Some(&b));
+            row(&format!("append+fdatasync only, {conns} conns"), &a, Some(&b));
             if conns == 64 {
                 ingress_rps = r.rps();
             }
