@@ -194,18 +194,26 @@ async fn paced(
     total
 }
 
-/// The baseline: hyper answering 202 after reading the body, nothing else.
-async fn bare_server() -> SocketAddr {
+/// A hyper server that reads each body, passes it to `on_body`, and answers
+/// 202 once that has finished.
+async fn server_202<F, Fut>(on_body: F) -> SocketAddr
+where
+    F: Fn(Bytes) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             stream.set_nodelay(true).unwrap();
+            let on_body = on_body.clone();
             tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                        let _ = req.into_body().collect().await;
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let on_body = on_body.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        on_body(body).await;
                         Ok::<_, std::convert::Infallible>(
                             Response::builder()
                                 .status(202)
@@ -215,7 +223,8 @@ async fn bare_server() -> SocketAddr {
                                 )))
                                 .unwrap(),
                         )
-                    });
+                    }
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -225,9 +234,14 @@ async fn bare_server() -> SocketAddr {
     addr
 }
 
-/// The reference probe: answers 202 after appending the body to a file
-/// with group commit (one thread drains every queued body, one write and one
-/// fdatasync per batch), and nothing else: no checks, no parsing, no index.
+/// The baseline: hyper answering 202 after reading the body, nothing else.
+async fn bare_server() -> SocketAddr {
+    server_202(|_| async {}).await
+}
+
+/// The reference design for a durable ack: answers 202 after appending the body
+/// to a file with group commit (one thread drains every queued body, one write
+/// and one fdatasync per batch), and nothing else: no checks, no parsing, no index.
 async fn append_server(path: std::path::PathBuf) -> SocketAddr {
     use std::io::Write;
     type Job = (Bytes, tokio::sync::oneshot::Sender<()>);
@@ -256,39 +270,15 @@ async fn append_server(path: std::path::PathBuf) -> SocketAddr {
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let (done, wait) = tokio::sync::oneshot::channel();
-                        tx.send((body, done)).unwrap();
-                        wait.await.unwrap();
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .status(202)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from_static(
-                                    b"{\"id\":\"x\",\"deliveries\":0}",
-                                )))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    server_202(move |body| {
+        let tx = tx.clone();
+        async move {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            tx.send((body, done)).unwrap();
+            wait.await.unwrap();
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// Starts the router in this process on `config_text` (written to `dir`).
