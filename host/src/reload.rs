@@ -53,7 +53,18 @@ pub(crate) fn spawn(
     );
     let plugin_dir = canonical(&plugin_dir);
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
-    let watcher = start_watcher(&[plugin_dir.clone(), config_dir.clone()], tx)?;
+    // Cheap first filter, on the watcher's thread: only the config file's name
+    // and plugin file names go on. A log file or the store kept in one of these
+    // folders is written constantly, and each of its events would otherwise
+    // cost a canonicalize and a wake-up of this task.
+    let config_name = config_path.file_name().map(|n| n.to_os_string());
+    let maybe_relevant =
+        move |p: &Path| p.file_name() == config_name.as_deref() || plugin_name(p).is_some();
+    let watcher = start_watcher(
+        &[plugin_dir.clone(), config_dir.clone()],
+        tx,
+        maybe_relevant,
+    )?;
     let reloader = Reloader {
         live,
         registry,
@@ -101,6 +112,7 @@ enum AnyWatcher {
 fn start_watcher(
     dirs: &[PathBuf],
     tx: mpsc::UnboundedSender<PathBuf>,
+    maybe_relevant: impl Fn(&Path) -> bool + Clone + Send + 'static,
 ) -> anyhow::Result<AnyWatcher> {
     let handler = move |res: notify::Result<FsEvent>| match res {
         // Reading a file (as a reload does) is no change; only writes, creates,
@@ -108,7 +120,9 @@ fn start_watcher(
         Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
         Ok(ev) => {
             for p in ev.paths {
-                let _ = tx.send(p);
+                if maybe_relevant(&p) {
+                    let _ = tx.send(p);
+                }
             }
         }
         Err(e) => tracing::warn!(error = %e, "file watcher error"),
