@@ -63,6 +63,36 @@ impl Load {
     }
 }
 
+/// One keep-alive HTTP/1.1 client connection to `addr`.
+async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// A POST of `body` to `path`, signed the Optum way.
+fn signed(path: &str, body: &Bytes, sig: &str) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .header("host", "bench")
+        .header("content-type", "application/json")
+        .header("x-optum-webhook-callback-hmac-signature", sig)
+        .body(Full::new(body.clone()))
+        .unwrap()
+}
+
+/// The body of a 2xx answer (empty if it cannot be read).
+async fn read_body(resp: hyper::Response<hyper::body::Incoming>) -> Bytes {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
+}
+
 /// `conns` keep-alive HTTP/1.1 connections, each sending requests back to back
 /// for `secs` seconds. `on_ack` sees each 2xx answer's body.
 async fn load(
@@ -84,28 +114,12 @@ async fn load(
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0usize;
-                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
+                let mut send = connect(addr).await;
                 while Instant::now() < deadline {
-                    let req = Request::post(path.as_str())
-                        .header("host", "bench")
-                        .header("content-type", "application/json")
-                        .header("x-optum-webhook-callback-hmac-signature", sig.as_str())
-                        .body(Full::new(body.clone()))
-                        .unwrap();
                     let t = Instant::now();
-                    match send.send_request(req).await {
+                    match send.send_request(signed(&path, &body, &sig)).await {
                         Ok(resp) if resp.status().is_success() => {
-                            let b = resp
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
+                            let b = read_body(resp).await;
                             lat.push(t.elapsed());
                             if let Some(f) = &on_ack {
                                 f(b);
@@ -158,28 +172,14 @@ async fn paced(
         .map(|_| {
             let (body, sig, on_ack) = (body.clone(), sig.clone(), on_ack.clone());
             tokio::spawn(async move {
-                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
+                let mut send = connect(addr).await;
                 let mut tick = tokio::time::interval(gap);
                 let mut acked = 0;
                 for _ in 0..n {
                     tick.tick().await;
-                    let req = Request::post("/webhooks/optum")
-                        .header("host", "bench")
-                        .header("x-optum-webhook-callback-hmac-signature", sig.as_str())
-                        .body(Full::new(body.clone()))
-                        .unwrap();
+                    let req = signed("/webhooks/optum", &body, &sig);
                     if let Ok(resp) = send.send_request(req).await {
-                        let b = resp
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
-                        on_ack(b);
+                        on_ack(read_body(resp).await);
                         acked += 1;
                     }
                 }

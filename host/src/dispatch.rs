@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::config::ForwardTarget;
 use crate::event::{Action, Event, unix_ms};
 use crate::live::Shared;
-use crate::metrics::{InvocationLabels, KindLabel, METRICS, PluginLabel};
+use crate::metrics::{self, InvocationLabels, KindLabel, METRICS, PluginLabel};
 use crate::plugins::{PluginError, PluginRegistry};
 use crate::store::{ClaimedDelivery, DeliveryOutcome, Emitted, NewForward, Store};
 
@@ -168,20 +168,11 @@ impl Dispatcher {
                 }
             }
             Err(e) => {
-                let retry = &live.config.plugins.retry;
-                let retry_at = (attempt < retry.max_attempts)
-                    .then(|| now() + retry.backoff(attempt).as_millis() as i64);
+                let retry_at = live.config.plugins.retry.retry_at(attempt, now());
+                metrics::record_failure("delivery", retry_at);
                 if retry_at.is_some() {
-                    METRICS
-                        .retries
-                        .get_or_create(&KindLabel { kind: "delivery" })
-                        .inc();
                     tracing::warn!(error = %e, attempt, "delivery failed; will retry");
                 } else {
-                    METRICS
-                        .dead_letters
-                        .get_or_create(&KindLabel { kind: "delivery" })
-                        .inc();
                     tracing::error!(error = %e, attempt, "delivery failed for the last time; dead-lettered");
                 }
                 DeliveryOutcome::Failed {
@@ -221,10 +212,7 @@ fn effects(
             Action::Forward { url, headers, body } => {
                 let refused = crate::outbox::check_allowed(&url, allow).err();
                 if let Some(why) = &refused {
-                    METRICS
-                        .dead_letters
-                        .get_or_create(&KindLabel { kind: "forward" })
-                        .inc();
+                    metrics::record_failure("forward", None);
                     tracing::error!(url = %url, reason = %why, "forward refused; dead-lettered without sending");
                 }
                 forwards.push(NewForward {

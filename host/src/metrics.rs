@@ -3,7 +3,8 @@
 //! Owns: every metric's name, help text and labels, in one registry.
 //! Never: decides anything; callers record facts after they happen.
 
-use std::sync::LazyLock;
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -76,8 +77,16 @@ pub(crate) struct Metrics {
     pub dead_letters: Family<KindLabel, Counter>,
     pub forwards: Family<OutcomeLabel, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Event types that have a `type` label of their own (see [`Metrics::type_label`]).
+    type_labels: Mutex<HashSet<String>>,
     registry: Registry,
 }
+
+/// At most this many event types get a `type` label of their own.
+const MAX_TYPE_LABELS: usize = 256;
+
+/// Where an event type is not given its own label.
+pub(crate) const OTHER_TYPE: &str = "other";
 
 fn duration_histogram() -> Histogram {
     // 50 µs .. ~13 s
@@ -99,6 +108,7 @@ impl Metrics {
             dead_letters: Family::default(),
             forwards: Family::default(),
             reloads: Family::default(),
+            type_labels: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -155,6 +165,27 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// The `type` label for `event_type`. The type comes from the request, so
+    /// on an unsigned source anyone can invent new ones: a type longer than 64
+    /// bytes or with characters other than letters, digits and `._-:/`, and any
+    /// type past the first [`MAX_TYPE_LABELS`], is counted as `other`, which
+    /// keeps the number of series bounded.
+    pub(crate) fn type_label(&self, event_type: &str) -> String {
+        let plain = (1..=64).contains(&event_type.len())
+            && event_type
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b));
+        if plain {
+            let mut seen = self.type_labels.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.contains(event_type)
+                || (seen.len() < MAX_TYPE_LABELS && seen.insert(event_type.to_string()))
+            {
+                return event_type.to_string();
+            }
+        }
+        OTHER_TYPE.to_string()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -165,6 +196,17 @@ impl Metrics {
 
 /// The process's metrics.
 pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Counts a failed attempt of `kind` (`delivery`, `forward`): a retry, or a
+/// dead letter when `retry_at` is `None`.
+pub(crate) fn record_failure(kind: &'static str, retry_at: Option<i64>) {
+    let family = if retry_at.is_some() {
+        &METRICS.retries
+    } else {
+        &METRICS.dead_letters
+    };
+    family.get_or_create(&KindLabel { kind }).inc();
+}
 
 /// Records one group-commit batch of `n` requests.
 pub(crate) fn observe_batch(n: usize) {
@@ -218,4 +260,26 @@ pub(crate) fn record_loaded(plugin: &str, version: &str) {
 /// The figures recorded for `plugin`.
 pub fn plugin_stats(plugin: &str) -> PluginStats {
     with_stats(plugin, |s| s.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_type_labels_stay_bounded() {
+        let m = Metrics::new();
+        assert_eq!(m.type_label("payment_made"), "payment_made");
+        for odd in ["", "a b", "x\ny", "é", &"t".repeat(65)] {
+            assert_eq!(m.type_label(odd), OTHER_TYPE, "{odd:?}");
+        }
+        for i in 0..MAX_TYPE_LABELS * 2 {
+            m.type_label(&format!("invented.{i}"));
+        }
+        assert_eq!(m.type_labels.lock().unwrap().len(), MAX_TYPE_LABELS);
+        // Types seen before the cap keep their label; new ones do not get one.
+        assert_eq!(m.type_label("payment_made"), "payment_made");
+        assert_eq!(m.type_label("invented.1"), "invented.1");
+        assert_eq!(m.type_label("brand.new"), OTHER_TYPE);
+    }
 }

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::config::ForwardTarget;
 use crate::event::unix_ms;
 use crate::live::Shared;
-use crate::metrics::{KindLabel, METRICS, OutcomeLabel};
+use crate::metrics::{self, METRICS, OutcomeLabel};
 use crate::store::{ClaimedForward, ForwardOutcome, Store};
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -119,7 +119,7 @@ impl Outbox {
         let live = self.live.load_full();
         let outbox = &live.config.outbox;
         let retry = &outbox.retry;
-        let attempt = f.attempts + 1;
+        let (id, attempt) = (f.id, f.attempts + 1);
         let allow = live
             .config
             .settings(&f.plugin)
@@ -127,7 +127,7 @@ impl Outbox {
             .unwrap_or(&[]);
         let result = match check_allowed(&f.url, allow) {
             Err(why) => Err((why, None, false)),
-            Ok(()) => self.post(&f, outbox.timeout).await,
+            Ok(()) => self.post(f, outbox.timeout).await,
         };
         let now = unix_ms(SystemTime::now());
         let outcome = match result {
@@ -140,27 +140,16 @@ impl Outbox {
                 ForwardOutcome::Sent { status }
             }
             Err((error, status, retryable)) => {
-                let retry_at = (retryable && attempt < retry.max_attempts)
-                    .then(|| now + retry.backoff(attempt).as_millis() as i64);
+                let retry_at = retry.retry_at(attempt, now).filter(|_| retryable);
+                metrics::record_failure("forward", retry_at);
+                let outcome = if retry_at.is_some() { "retry" } else { "dead" };
+                METRICS
+                    .forwards
+                    .get_or_create(&OutcomeLabel { outcome })
+                    .inc();
                 if retry_at.is_some() {
-                    METRICS
-                        .forwards
-                        .get_or_create(&OutcomeLabel { outcome: "retry" })
-                        .inc();
-                    METRICS
-                        .retries
-                        .get_or_create(&KindLabel { kind: "forward" })
-                        .inc();
                     tracing::warn!(error = %error, attempt, "forward failed; will retry");
                 } else {
-                    METRICS
-                        .forwards
-                        .get_or_create(&OutcomeLabel { outcome: "dead" })
-                        .inc();
-                    METRICS
-                        .dead_letters
-                        .get_or_create(&KindLabel { kind: "forward" })
-                        .inc();
                     tracing::error!(error = %error, attempt, "forward dead-lettered");
                 }
                 ForwardOutcome::Failed {
@@ -170,15 +159,16 @@ impl Outbox {
                 }
             }
         };
-        if let Err(e) = self.store.finish_forward(f.id, outcome).await {
+        if let Err(e) = self.store.finish_forward(id, outcome).await {
             tracing::error!(error = %e, "cannot record forward outcome");
         }
     }
 
-    /// POSTs the forward; `Err((why, status, retryable))` on failure.
+    /// POSTs the forward (its body moves into the request); `Err((why,
+    /// status, retryable))` on failure.
     async fn post(
         &self,
-        f: &ClaimedForward,
+        f: ClaimedForward,
         timeout: Duration,
     ) -> Result<u16, (String, Option<u16>, bool)> {
         let mut req = Request::post(f.url.as_str());
@@ -194,7 +184,7 @@ impl Outbox {
             .header("x-hookrouter-event-id", f.event_id.as_str())
             .header("x-hookrouter-plugin", f.plugin.as_str())
             .header("x-hookrouter-forward-id", f.id.to_string())
-            .body(Full::new(Bytes::from(f.body.clone())))
+            .body(Full::new(Bytes::from(f.body)))
             .map_err(|e| (format!("cannot build request: {e}"), None, false))?;
         let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => {

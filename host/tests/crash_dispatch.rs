@@ -42,13 +42,8 @@ verify = {{ scheme = "none" }}
 [[routes]]
 events = ["*"]
 plugins = ["fwd"]
-
-[plugin.fwd]
-config = {{ forward_url = "{}" }}
-allow_forward = ["127.0.0.1:{}"]
-"#,
-        sink.url("/crash"),
-        sink.port
+{}"#,
+        sink.relay_config("fwd", "/crash")
     );
     let mut router = Router::start(dir.path(), &cfg, &[]);
     let url = router.webhook("test");

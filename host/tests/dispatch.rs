@@ -75,15 +75,11 @@ plugins = ["looper"]
 [plugin.first]
 config = {{ emit_type = "order.audited" }}
 
-[plugin.second]
-config = {{ forward_url = "{}" }}
-allow_forward = ["127.0.0.1:{}"]
-
+{}
 [plugin.looper]
 config = {{ emit_type = "loop" }}
 "#,
-        sink.url("/sink"),
-        sink.port
+        sink.relay_config("second", "/sink")
     ));
     let r = Router::start(dir.path(), &cfg, &[]);
 
@@ -195,19 +191,9 @@ allow_forward = ["127.0.0.1:{port}"]
         ok && out.contains("\"attempts\": 3") && out.contains("payment_created"),
         "{out}"
     );
-    let admin: Value = client()
-        .get(format!("{}/admin/dead", r.admin))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let admin: Value = r.admin_json("/admin/dead");
     assert_eq!(admin["dead"][0]["id"], dead_id.as_str());
-    let ev: Value = client()
-        .get(format!("{}/admin/events/{id}", r.admin))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let ev: Value = r.admin_json(&format!("/admin/events/{id}"));
     let states: Vec<&str> = ev["deliveries"]
         .as_array()
         .unwrap()
@@ -338,13 +324,8 @@ fn deliveries_wait_for_a_missing_plugin_without_spending_attempts() {
 [[routes]]
 events = ["*"]
 plugins = ["later"]
-
-[plugin.later]
-config = {{ forward_url = "{}" }}
-allow_forward = ["127.0.0.1:{}"]
-"#,
-        sink.url("/later"),
-        sink.port
+{}"#,
+        sink.relay_config("later", "/later")
     ));
     let r = Router::start(dir.path(), &cfg, &[]);
     let ids: Vec<String> = (0..5)
@@ -364,12 +345,7 @@ allow_forward = ["127.0.0.1:{}"]
         (5, 0),
         "waiting deliveries spend no attempts"
     );
-    let plugins: Value = client()
-        .get(format!("{}/admin/plugins", r.admin))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let plugins: Value = r.admin_json("/admin/plugins");
     assert_eq!(plugins["plugins"][0]["loaded"], false, "{plugins}");
 
     install_plugin(dir.path(), &relay(), "later");
@@ -449,13 +425,8 @@ fn hostile_plugins_fail_alone_with_clear_errors_while_the_router_keeps_serving()
 [[routes]]
 events = ["*"]
 plugins = ["hostile", "good"]
-
-[plugin.good]
-config = {{ forward_url = "{}" }}
-allow_forward = ["127.0.0.1:{}"]
-"#,
-        sink.url("/good"),
-        sink.port
+{}"#,
+        sink.relay_config("good", "/good")
     ))
     .replace(
         "max_attempts = 3\nretry_base_ms = 50\n\n[outbox]",

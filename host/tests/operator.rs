@@ -187,12 +187,7 @@ config = { fail = "always" }
     assert!(sum(&scrape, "hookrouter_store_batch_size_count", &[]) >= 1.0);
 
     // The admin API's per-plugin counts agree.
-    let plugins: Value = client()
-        .get(format!("{}/admin/plugins", r.admin))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let plugins: Value = r.admin_json("/admin/plugins");
     let by_name: HashMap<&str, &Value> = plugins["plugins"]
         .as_array()
         .unwrap()
@@ -224,13 +219,8 @@ verify = {{ scheme = "none" }}
 [[routes]]
 events = ["*"]
 plugins = ["fwd"]
-
-[plugin.fwd]
-config = {{ forward_url = "{}" }}
-allow_forward = ["127.0.0.1:{}"]
-"#,
-        sink.url("/logs"),
-        sink.port
+{}"#,
+        sink.relay_config("fwd", "/logs")
     );
     std::fs::write(dir.path().join("router.toml"), cfg).unwrap();
     let r = Router::start_with_args(dir.path(), &[], &["--log-format", "json"]);

@@ -97,12 +97,7 @@ fn replace_in_place(dir: &Path, bytes: &[u8]) {
 }
 
 fn admin_plugin(r: &Router, name: &str) -> Value {
-    let v: Value = client()
-        .get(format!("{}/admin/plugins", r.admin))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let v: Value = r.admin_json("/admin/plugins");
     v["plugins"]
         .as_array()
         .unwrap()
@@ -180,12 +175,7 @@ fn plugins_are_replaced_refused_deleted_and_restored_without_restart() {
         let v = wait_for(20, "a waiting delivery", || handled_by(&db, id));
         assert_eq!(v, v2);
     }
-    let all: Value = client()
-        .get(format!("{}/admin/plugins", r.admin))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let all: Value = r.admin_json("/admin/plugins");
     let names: HashSet<&str> = all["plugins"]
         .as_array()
         .unwrap()

@@ -92,6 +92,12 @@ impl Retry {
         let capped = raw.min(Duration::from_secs(300));
         capped.mul_f64(0.8 + 0.4 * fastrand::f64())
     }
+
+    /// When to try again after failed attempt `attempt` (1-based) at `now`
+    /// (unix ms), or `None` when the attempts are spent: dead-letter it.
+    pub fn retry_at(&self, attempt: u32, now: i64) -> Option<i64> {
+        (attempt < self.max_attempts).then(|| now + self.backoff(attempt).as_millis() as i64)
+    }
 }
 
 #[derive(Debug, Clone)]

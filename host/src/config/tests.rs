@@ -119,4 +119,9 @@ fn backoff_doubles_caps_and_jitters() {
             "capped at 5 min ± 20%: {d20}"
         );
     }
+    // Retry after each of the first seven failures; the eighth is the last.
+    let at = r.retry_at(1, 10_000).expect("first failure retries");
+    assert!((10_800..=11_200).contains(&at), "{at}");
+    assert!(r.retry_at(7, 0).is_some());
+    assert_eq!(r.retry_at(8, 0), None);
 }

@@ -23,8 +23,7 @@ use crate::live::Shared;
 use crate::metrics::{METRICS, ReceivedLabels, RejectLabels, SourceLabel, TypeLabel};
 use crate::store::{Ingested, Store, StoreError};
 
-/// What the ingress service needs; cloned into each connection.
-#[derive(Clone)]
+/// What the ingress service needs; one per listener, shared behind an `Arc`.
 pub(crate) struct Ingress {
     pub live: Shared,
     pub store: Store,
@@ -117,11 +116,8 @@ impl Ingress {
                 );
             }
         };
-        let Some(event_type) = source
-            .type_from
-            .extract(&parts.headers, &value)
-            .filter(|t| !t.is_empty())
-        else {
+        // `extract` never returns an empty value.
+        let Some(event_type) = source.type_from.extract(&parts.headers, &value) else {
             reject(&name, "type");
             return http::error(
                 StatusCode::BAD_REQUEST,
@@ -131,8 +127,7 @@ impl Ingress {
         let external_id = source
             .id_from
             .as_ref()
-            .and_then(|x| x.extract(&parts.headers, &value))
-            .filter(|id| !id.is_empty());
+            .and_then(|x| x.extract(&parts.headers, &value));
         let event = Event {
             id: Event::new_id(),
             source: name.clone(),
@@ -195,7 +190,7 @@ fn count(source: &str, event_type: &str, status: StatusCode) {
         .get_or_create(&ReceivedLabels {
             source: source.to_string(),
             kind: TypeLabel {
-                r#type: event_type.to_string(),
+                r#type: METRICS.type_label(event_type),
             },
             status: status.as_u16(),
         })

@@ -97,8 +97,10 @@ impl Runner {
                 .ok_or_else(|| wasmtime::format_err!("export `_start` disappeared"))?;
             start.typed::<(), ()>(&store)?.call(&mut store, ())
         });
-        sandbox::log_lines(ctx, "stderr", &stderr.contents());
-        let over = stdout.overflowed() || stderr.overflowed();
+        let (out, out_over) = stdout.finish();
+        let (err, err_over) = stderr.finish();
+        sandbox::log_lines(ctx, "stderr", &err);
+        let over = out_over || err_over;
         match result {
             Ok(()) => {}
             Err(e) => match e.downcast_ref::<I32Exit>() {
@@ -112,7 +114,7 @@ impl Runner {
         if over {
             return Err(ctx.output_limit());
         }
-        parse_actions(ctx, &stdout.contents(), limits.max_actions)
+        parse_actions(ctx, &out, limits.max_actions)
     }
 }
 
@@ -233,5 +235,78 @@ pub(crate) fn action_json(action: &Action) -> Value {
                 serde_json::from_str::<Value>(data).unwrap_or_else(|_| Value::String(data.clone()));
             serde_json::json!({ "action": "emit", "type": event_type, "data": data })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::engine::Limits;
+
+    fn parse(stdout: &[u8], max: usize) -> Result<Vec<Action>, String> {
+        let limits = Limits::default();
+        let ctx = Context {
+            plugin: "p",
+            event_id: "e-1",
+            limits: &limits,
+        };
+        parse_actions(&ctx, stdout, max).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn good_lines_become_actions() {
+        let out = b"\n{\"action\":\"forward\",\"url\":\"http://a/\",\"headers\":{\"x-k\":\"v\"},\"body\":{\"n\":1}}\n  \n{\"action\":\"emit\",\"type\":\"t\",\"data\":[1]}\n";
+        let actions = parse(out, 10).unwrap();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Forward {
+                    url: "http://a/".into(),
+                    headers: vec![("x-k".into(), "v".into())],
+                    body: "{\"n\":1}".into(),
+                },
+                Action::Emit {
+                    event_type: "t".into(),
+                    data: "[1]".into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_output_is_refused_with_the_line_and_the_reason() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"\xff\xfe not utf-8", "stdout is not UTF-8"),
+            (b"{oops", "stdout line 1: not JSON"),
+            (b"[1,2]", "stdout line 1: not a JSON object"),
+            (
+                b"\n\n{\"url\":\"http://a/\"}",
+                "stdout line 3: no \"action\"",
+            ),
+            (b"{\"action\":7}", "\"action\" is not a string"),
+            (b"{\"action\":\"launch\"}", "unknown action \"launch\""),
+            (b"{\"action\":\"forward\"}", "no \"url\""),
+            (
+                b"{\"action\":\"forward\",\"url\":\"http://a/\",\"headers\":[1]}",
+                "\"headers\" is not an object",
+            ),
+            (
+                b"{\"action\":\"forward\",\"url\":\"http://a/\",\"headers\":{\"k\":1}}",
+                "header \"k\" is not a string",
+            ),
+            (b"{\"action\":\"emit\",\"type\":\"t\"}", "no \"data\""),
+        ];
+        for (out, want) in cases {
+            let err = parse(out, 10).unwrap_err();
+            assert!(err.contains(want), "{out:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn more_actions_than_the_limit_are_refused() {
+        let line = "{\"action\":\"emit\",\"type\":\"t\",\"data\":{}}\n";
+        assert_eq!(parse(line.repeat(3).as_bytes(), 3).unwrap().len(), 3);
+        let err = parse(line.repeat(4).as_bytes(), 3).unwrap_err();
+        assert!(err.contains("more than 3 actions"), "{err}");
     }
 }

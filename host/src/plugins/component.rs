@@ -135,9 +135,11 @@ impl Runner {
             .pre
             .instantiate(&mut store)
             .and_then(|plugin| plugin.call_handle(&mut store, &wit_event));
-        sandbox::log_lines(ctx, "stdout", &stdout.contents());
-        sandbox::log_lines(ctx, "stderr", &stderr.contents());
-        let over = stdout.overflowed() || stderr.overflowed();
+        let (out, out_over) = stdout.finish();
+        let (err, err_over) = stderr.finish();
+        sandbox::log_lines(ctx, "stdout", &out);
+        sandbox::log_lines(ctx, "stderr", &err);
+        let over = out_over || err_over;
         let actions = match result {
             Err(e) => return Err(ctx.failure(&e, store.data().limiter.hit, over)),
             Ok(_) if over => return Err(ctx.output_limit()),

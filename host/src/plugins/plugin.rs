@@ -210,6 +210,22 @@ mod tests {
         assert!(validate(&forward("ftp://example.com/")).is_err());
         assert!(validate(&forward("not a url")).is_err());
         assert!(validate(&forward("/relative")).is_err());
+        // Header names and values must be valid HTTP: no CR/LF smuggling.
+        let with_header = |k: &str, v: &str| Action::Forward {
+            url: "http://127.0.0.1:9000/".into(),
+            headers: vec![(k.into(), v.into())],
+            body: String::new(),
+        };
+        assert!(validate(&with_header("x-trace", "abc")).is_ok());
+        for (k, v) in [
+            ("x-trace", "a\r\nx-injected: 1"),
+            ("x-trace", "line\nbreak"),
+            ("bad name", "v"),
+            ("", "v"),
+        ] {
+            let err = validate(&with_header(k, v)).unwrap_err();
+            assert!(err.contains("not a valid HTTP header"), "{k:?}: {err}");
+        }
         let emit = |t: &str, d: &str| Action::Emit {
             event_type: t.into(),
             data: d.into(),

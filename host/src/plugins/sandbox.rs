@@ -51,8 +51,6 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// Sets the wall-clock deadline, in epoch ticks (the ticker thread advances the
-/// epoch every `EPOCH_TICK`). One extra tick covers the partial tick now running.
 /// The one WASI context policy of both ABIs: stdout and stderr captured, no
 /// files (no preopens), no sockets, no name lookups, no environment. Each ABI adds
 /// only what its contract hands the guest (the command ABI's stdin and env).
@@ -67,6 +65,8 @@ pub(crate) fn wasi_builder(stdout: &Capture, stderr: &Capture) -> wasmtime_wasi:
     builder
 }
 
+/// Sets the wall-clock deadline, in epoch ticks (the ticker thread advances the
+/// epoch every `EPOCH_TICK`). One extra tick covers the partial tick now running.
 pub(crate) fn set_deadline<T>(store: &mut Store<T>, limits: &Limits) {
     let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
     store.set_epoch_deadline(ticks.max(2));
@@ -94,12 +94,12 @@ impl Capture {
         self.pipe.clone()
     }
 
-    pub(crate) fn contents(&self) -> bytes::Bytes {
-        self.pipe.contents()
-    }
-
-    pub(crate) fn overflowed(&self) -> bool {
-        self.pipe.contents().len() > self.limit
+    /// What the guest wrote (one copy out of the pipe), and whether it wrote
+    /// more than the limit.
+    pub(crate) fn finish(&self) -> (bytes::Bytes, bool) {
+        let bytes = self.pipe.contents();
+        let over = bytes.len() > self.limit;
+        (bytes, over)
     }
 }
 

@@ -3,6 +3,7 @@
 //! Owns: what each command does to the tables (rows, states, leases).
 //! Never: opens or commits transactions; the writer does, around whole batches.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -105,9 +106,26 @@ pub(super) fn claim_deliveries(
             rows.push(row?);
         }
     }
+    // An event routed to several plugins is read and decoded once per claim
+    // (and copied only for its other deliveries).
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for row in &rows {
+        *uses.entry(row.1.clone()).or_default() += 1;
+    }
+    let mut shared: HashMap<String, Event> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for (id, event_id, plugin, attempts) in rows {
-        let event = load_event(tx, &event_id)?;
+        let event = match shared.remove(&event_id) {
+            Some(e) => e,
+            None => load_event(tx, &event_id)?,
+        };
+        let left = uses.get_mut(&event_id).map_or(0, |n| {
+            *n -= 1;
+            *n
+        });
+        if left > 0 {
+            shared.insert(event_id, event.clone());
+        }
         out.push(ClaimedDelivery {
             id,
             plugin,
@@ -198,24 +216,25 @@ pub(super) fn finish_delivery(
             Ok(made)
         }
         DeliveryOutcome::Failed { error, retry_at } => {
-            let state = if retry_at.is_some() {
-                "pending"
-            } else {
-                "dead"
-            };
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE deliveries SET state = ?2, attempts = attempts + 1, lease_until = 0,
                  due_at = ?3, last_error = ?4, updated_at = ?5
                  WHERE id = ?1 AND state = 'pending'",
-                params![id, state, retry_at.unwrap_or(now), error, now],
-            )?;
+            )?
+            .execute(params![
+                id,
+                state_after(*retry_at),
+                retry_at.unwrap_or(now),
+                error,
+                now
+            ])?;
             Ok(Wake::default())
         }
         DeliveryOutcome::Release { due_at } => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE deliveries SET lease_until = 0, due_at = ?2 WHERE id = ?1 AND state = 'pending'",
-                params![id, due_at],
-            )?;
+            )?
+            .execute(params![id, due_at])?;
             Ok(Wake::default())
         }
     }
@@ -259,47 +278,55 @@ pub(super) fn finish_forward(
     now: i64,
 ) -> rusqlite::Result<()> {
     match outcome {
-        ForwardOutcome::Sent { status } => tx.execute(
-            "UPDATE outbox SET state = 'done', attempts = attempts + 1, lease_until = 0,
-             status = ?2, last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'pending'",
-            params![id, status, now],
-        )?,
+        ForwardOutcome::Sent { status } => tx
+            .prepare_cached(
+                "UPDATE outbox SET state = 'done', attempts = attempts + 1, lease_until = 0,
+                 status = ?2, last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id, status, now])?,
         ForwardOutcome::Failed {
             error,
             status,
             retry_at,
-        } => tx.execute(
-            "UPDATE outbox SET state = ?2, attempts = attempts + 1, lease_until = 0, status = ?3,
-             due_at = ?4, last_error = ?5, updated_at = ?6 WHERE id = ?1 AND state = 'pending'",
-            params![
+        } => tx
+            .prepare_cached(
+                "UPDATE outbox SET state = ?2, attempts = attempts + 1, lease_until = 0, status = ?3,
+                 due_at = ?4, last_error = ?5, updated_at = ?6 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![
                 id,
-                if retry_at.is_some() {
-                    "pending"
-                } else {
-                    "dead"
-                },
+                state_after(*retry_at),
                 status,
                 retry_at.unwrap_or(now),
                 error,
                 now
-            ],
-        )?,
-        ForwardOutcome::Release => tx.execute(
-            "UPDATE outbox SET lease_until = 0 WHERE id = ?1 AND state = 'pending'",
-            [id],
-        )?,
+            ])?,
+        ForwardOutcome::Release => tx
+            .prepare_cached("UPDATE outbox SET lease_until = 0 WHERE id = ?1 AND state = 'pending'")?
+            .execute([id])?,
     };
     Ok(())
 }
 
+/// The state a failed attempt leaves behind: due again, or dead.
+fn state_after(retry_at: Option<i64>) -> &'static str {
+    if retry_at.is_some() {
+        "pending"
+    } else {
+        "dead"
+    }
+}
+
 pub(super) fn replay(tx: &Connection, target: &ReplayTarget, now: i64) -> rusqlite::Result<usize> {
-    const DELIVERY: &str = "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = ?1, lease_until = 0, updated_at = ?1 WHERE state = 'dead'";
-    const FORWARD: &str = "UPDATE outbox SET state = 'pending', attempts = 0, due_at = ?1, lease_until = 0, updated_at = ?1 WHERE state = 'dead'";
+    // `?2 IS NULL` replays every dead entry of the table, `?2 = id` just one.
+    const DELIVERY: &str = "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = ?1, lease_until = 0, updated_at = ?1 WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)";
+    const FORWARD: &str = "UPDATE outbox SET state = 'pending', attempts = 0, due_at = ?1, lease_until = 0, updated_at = ?1 WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)";
+    let run = |sql: &str, id: Option<i64>| tx.prepare_cached(sql)?.execute(params![now, id]);
     match target {
-        ReplayTarget::All => Ok(tx.execute(DELIVERY, [now])? + tx.execute(FORWARD, [now])?),
+        ReplayTarget::All => Ok(run(DELIVERY, None)? + run(FORWARD, None)?),
         ReplayTarget::One(id) => match super::read::parse_dead_id(id) {
-            Some(('d', n)) => tx.execute(&format!("{DELIVERY} AND id = ?2"), params![now, n]),
-            Some((_, n)) => tx.execute(&format!("{FORWARD} AND id = ?2"), params![now, n]),
+            Some(('d', n)) => run(DELIVERY, Some(n)),
+            Some((_, n)) => run(FORWARD, Some(n)),
             None => Ok(0),
         },
     }

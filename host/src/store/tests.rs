@@ -273,3 +273,39 @@ fn dead_ids_parse() {
         assert_eq!(parse_dead_id(bad), None, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn one_claim_hands_every_plugin_the_whole_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db"), 100).unwrap();
+    let (a, b) = (event("s", Some("x-1")), event("s", Some("x-2")));
+    store
+        .ingest(a.clone(), plugins(&["p", "q", "r"]))
+        .await
+        .unwrap();
+    store.ingest(b.clone(), plugins(&["q"])).await.unwrap();
+    let claimed = store
+        .claim_deliveries(plugins(&["p", "q", "r"]), 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String)> = claimed
+        .iter()
+        .map(|c| (c.event.id.clone(), c.plugin.clone()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (a.id.clone(), "p".to_string()),
+        (a.id.clone(), "q".to_string()),
+        (a.id.clone(), "r".to_string()),
+        (b.id.clone(), "q".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    for c in &claimed {
+        let original = if c.event.id == a.id { &a } else { &b };
+        assert_eq!(
+            (&c.event.body, &c.event.headers, &c.event.external_id),
+            (&original.body, &original.headers, &original.external_id)
+        );
+    }
+}

@@ -128,6 +128,16 @@ impl Router {
         }
     }
 
+    /// `GET` on the admin listener (`path` starts with `/`), parsed as JSON.
+    pub fn admin_json(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     pub fn webhook(&self, source: &str) -> String {
         format!("{}/webhooks/{source}", self.url)
     }
@@ -269,6 +279,16 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// A `[plugin.NAME]` table for the relay fixture: forward every event to
+    /// `path` on this sink, which `allow_forward` permits.
+    pub fn relay_config(&self, plugin: &str, path: &str) -> String {
+        format!(
+            "\n[plugin.{plugin}]\nconfig = {{ forward_url = \"{}\" }}\nallow_forward = [\"127.0.0.1:{}\"]\n",
+            self.url(path),
+            self.port
+        )
+    }
+
     pub fn start() -> Sink {
         use http_body_util::BodyExt;
         let received: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
