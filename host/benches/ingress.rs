@@ -31,7 +31,7 @@ const SECONDS: u64 = 8;
 fn body() -> Vec<u8> {
     std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/optum/payment_loading_requested.json"
+        "/../samples/optum/payment_loading_requested.json"
     ))
     .unwrap()
 }

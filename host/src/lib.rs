@@ -5,7 +5,7 @@
 //! The modules in the order an event passes through them:
 //!
 //! 1. [`ingress`] — `POST /webhooks/{source}`: body limit, signature
-//!    ([`ingress::verify`]), JSON, event type and id ([`ingress::presets`]).
+//!    ([`source::verify`]), JSON, event type and id ([`source::presets`]).
 //! 2. [`router`] — event type and source → plugin names (a pure function).
 //! 3. [`store`] — the event and one delivery per plugin are committed by the
 //!    group-committing writer; only then does the ingress answer `202`.
@@ -20,9 +20,7 @@
 
 pub mod admin;
 pub mod cli;
-pub mod config;
 pub mod dispatch;
-pub mod event;
 mod http;
 pub mod ingress;
 pub mod live;
@@ -33,6 +31,8 @@ mod pool;
 pub mod reload;
 pub mod router;
 pub mod store;
+
+pub use hookrouter_core::{config, event, source};
 
 use std::future::Future;
 use std::sync::Arc;

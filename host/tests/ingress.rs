@@ -92,7 +92,7 @@ fn start(dir: &std::path::Path, extra: &str) -> Router {
 }
 
 fn optum_sample() -> Vec<u8> {
-    std::fs::read(repo().join("host/tests/data/optum/batch_created.json"))
+    std::fs::read(repo().join("samples/optum/batch_created.json"))
         .expect("sample copied from shared/samples/optum")
 }
 

@@ -339,7 +339,7 @@ verify = { scheme = "hmac-sha256", header = "X-Custom-Sig", secret_env = ["OLD_S
         ("NEW_SECRET", "new"),
     ];
     let r = Router::start(dir.path(), cfg, &env);
-    let payload = repo().join("host/tests/data/optum/payment_loading_requested.json");
+    let payload = repo().join("samples/optum/payment_loading_requested.json");
     let data = dir.path().join("payload.json");
     std::fs::write(&data, r#"{"amount": 12.5, "note": "from send"}"#).unwrap();
     let db = r.db();

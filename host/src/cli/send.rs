@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::event::Event;
-use crate::ingress::presets::{Extractor, NewEnvelope, Preset};
+use crate::source::presets::{Extractor, NewEnvelope, Preset};
 
 /// Arguments of `hookrouter send`.
 #[derive(Debug, clap::Args)]

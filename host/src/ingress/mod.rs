@@ -5,9 +5,6 @@
 //! Never: runs a plugin or waits for one. The answer depends only on the checks
 //! and on the store's commit; a failing plugin can never turn it into a 5xx.
 
-pub mod presets;
-pub mod verify;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

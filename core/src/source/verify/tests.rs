@@ -3,11 +3,11 @@
 //! malformed headers, stale and future timestamps, rotation, sign → verify.
 
 use super::*;
-use hyper::header::HeaderValue;
+use http::header::HeaderValue;
 
 mod timestamped;
 
-const SAMPLE_OPTUM: &[u8] = include_bytes!("../../../tests/data/optum/batch_created.json");
+const SAMPLE_OPTUM: &[u8] = include_bytes!("../../../../samples/optum/batch_created.json");
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
@@ -95,7 +95,7 @@ fn hmac_refuses_tampered_body_wrong_secret_missing_and_malformed() {
 fn optum_sample_signed_with_openssl_passes() {
     // Computed outside this code, from the repository root:
     //   openssl dgst -sha256 -hmac 'optum-test-secret' -hex \
-    //     < host/tests/data/optum/batch_created.json
+    //     < samples/optum/batch_created.json
     let sig = "36437a2afd9c00b0b9d3b9b3619759d78380f443bf79222095d1f3fd9156cfce";
     let v = verifier(
         hmac_scheme("X-Optum-Webhook-Callback-Hmac-Signature"),

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 pub use raw::{EventPattern, PluginName, SourceName};
 
-use crate::ingress::presets::Extractor;
-use crate::ingress::verify::Verifier;
+use crate::source::presets::Extractor;
+use crate::source::verify::Verifier;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]

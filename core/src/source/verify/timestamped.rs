@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use hyper::header::HeaderMap;
+use http::header::HeaderMap;
 
 use super::{
     BASE64, STRIPE_SIGNATURE, Verifier, VerifyError, WEBHOOK_ID, WEBHOOK_SIGNATURE,

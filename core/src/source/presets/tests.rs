@@ -1,9 +1,9 @@
 //! Preset defaults against DESIGN.md, extractor syntax and lookups, envelopes.
 
 use super::*;
-use hyper::header::HeaderValue;
+use http::header::HeaderValue;
 
-const OPTUM_SAMPLE: &str = include_str!("../../../tests/data/optum/batch_created.json");
+const OPTUM_SAMPLE: &str = include_str!("../../../../samples/optum/batch_created.json");
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();

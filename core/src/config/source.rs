@@ -12,8 +12,8 @@ use super::Source;
 use super::raw::RawSource;
 use super::validate::Ctx;
 use crate::config::ConfigError;
-use crate::ingress::presets::{Extractor, Preset};
-use crate::ingress::verify::{Scheme, Verifier};
+use crate::source::presets::{Extractor, Preset};
+use crate::source::verify::{Scheme, Verifier};
 
 pub(super) fn source(
     cx: &Ctx<'_>,

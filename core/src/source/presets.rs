@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hyper::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName};
 use serde_json::{Value, json};
 
 use super::verify::Scheme;
