@@ -30,7 +30,7 @@ fn main() {
         .unwrap_or_else(|| root.join("target/fixtures"));
     let plugins = root.join("plugins");
     let event = Event {
-        id: Event::new_id(),
+        id: hookrouter::event::EventId::new(),
         source: "bench".into(),
         event_type: "ping".into(),
         external_id: None,
@@ -45,7 +45,7 @@ fn main() {
     println!("{:<44} {:>8} {:>8}", "case", "median", "p99");
     let native = measure(|| {
         let e = sdk::Event {
-            id: event.id.clone(),
+            id: event.id.to_string(),
             event_type: event.event_type.clone(),
             source: event.source.clone(),
             received_at: event.received_at_rfc3339(),

@@ -12,17 +12,20 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::event::EventId;
 use crate::http::{self, Body};
 use crate::live::Shared;
 use crate::metrics::METRICS;
 use crate::plugins::PluginRegistry;
-use crate::store::{Reader, ReplayTarget, Store};
+use crate::store::{
+    DeadFilter, DeadId, EventDetail, EventFilter, EventStatus, Page, Selection, SharedStore,
+    StoreError,
+};
 
 #[derive(Clone)]
 pub(crate) struct Admin {
     pub live: Shared,
-    pub store: Store,
-    pub reader: Arc<Reader>,
+    pub store: SharedStore,
     pub registry: Arc<PluginRegistry>,
 }
 
@@ -33,16 +36,13 @@ impl Admin {
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => return http::text(StatusCode::OK, "ok\n", "text/plain"),
             (&Method::GET, "/readyz") => {
-                let live = self.live.load();
-                return if self.store.backlog() < live.config.store.max_backlog {
-                    http::text(StatusCode::OK, "ready\n", "text/plain")
+                let health = self.store.health().await;
+                let status = if health.ready {
+                    StatusCode::OK
                 } else {
-                    http::text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "store backlog full\n",
-                        "text/plain",
-                    )
+                    StatusCode::SERVICE_UNAVAILABLE
                 };
+                return http::json(status, &json!(health));
             }
             _ => {}
         }
@@ -66,7 +66,10 @@ impl Admin {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (&method, segments.as_slice()) {
             (&Method::GET, ["metrics"]) => {
-                METRICS.backlog.set(self.store.backlog() as i64);
+                crate::metrics::record_store(
+                    &self.store.health().await,
+                    self.store.counts().await.ok().as_ref(),
+                );
                 http::text(
                     StatusCode::OK,
                     METRICS.encode(),
@@ -99,60 +102,96 @@ impl Admin {
                     &json!({ "routes": routes, "sources": sources }),
                 )
             }
-            (&Method::GET, ["admin", "events", id]) => {
-                let id = id.to_string();
-                self.query(move |r| {
-                    Ok(match r.event(&id)? {
-                        None => http::error(StatusCode::NOT_FOUND, format!("no event {id:?}")),
-                        Some(rec) => http::json(StatusCode::OK, &json!({
-                            "id": rec.event.id,
-                            "source": rec.event.source,
-                            "type": rec.event.event_type,
-                            "external_id": rec.event.external_id,
-                            "received_at": rec.event.received_at_rfc3339(),
-                            "hops": rec.event.hops,
-                            "data": serde_json::from_str::<serde_json::Value>(&rec.event.body).unwrap_or(serde_json::Value::Null),
-                            "deliveries": rec.deliveries,
-                        })),
-                    })
-                })
-                .await
-            }
-            (&Method::GET, ["admin", "dead"]) => {
-                self.query(|r| {
-                    Ok(http::json(
-                        StatusCode::OK,
-                        &json!({ "dead": r.dead(1000)? }),
-                    ))
-                })
-                .await
-            }
-            (&Method::GET, ["admin", "dead", id]) => {
-                let id = id.to_string();
-                self.query(move |r| {
-                    Ok(match r.dead_entry(&id)? {
-                        None => http::error(StatusCode::NOT_FOUND, format!("no dead entry {id:?}")),
-                        Some((entry, event)) => {
-                            let mut v = serde_json::to_value(&entry).unwrap_or_default();
-                            v["data"] = serde_json::from_str(&event.body)
-                                .unwrap_or(serde_json::Value::Null);
-                            http::json(StatusCode::OK, &v)
+            (&Method::GET, ["admin", "events"]) => {
+                let query = req.uri().query().unwrap_or("");
+                match events_query(query) {
+                    Err(msg) => http::error(StatusCode::BAD_REQUEST, msg),
+                    Ok((filter, page)) => match self.store.events(&filter, page).await {
+                        Err(e) => unavailable(&e),
+                        Ok(events) => {
+                            let next = (events.len() == page.limit)
+                                .then(|| events.last().map(|e| e.id))
+                                .flatten();
+                            http::json(
+                                StatusCode::OK,
+                                &json!({ "events": events, "next_cursor": next }),
+                            )
                         }
-                    })
-                })
-                .await
-            }
-            (&Method::POST, ["admin", "dead", "replay"]) => self.replay(ReplayTarget::All).await,
-            (&Method::POST, ["admin", "dead", id, "replay"]) => {
-                if crate::store::parse_dead_id(id).is_none() {
-                    return http::error(
-                        StatusCode::BAD_REQUEST,
-                        format!("invalid dead entry id {id:?} (expected d-N or o-N)"),
-                    );
+                    },
                 }
-                self.replay(ReplayTarget::One(id.to_string())).await
             }
-            (_, ["metrics"] | ["admin", ..]) if method != Method::GET && method != Method::POST => {
+            (&Method::GET, ["admin", "store"]) => {
+                let health = self.store.health().await;
+                match self.store.counts().await {
+                    Err(e) => unavailable(&e),
+                    Ok(counts) => http::json(
+                        StatusCode::OK,
+                        &json!({ "backend": self.store.describe(), "health": health, "counts": counts }),
+                    ),
+                }
+            }
+            (&Method::GET, ["admin", "events", id]) => match id.parse::<EventId>() {
+                Err(e) => http::error(StatusCode::BAD_REQUEST, e.to_string()),
+                Ok(id) => match self.store.event(id).await {
+                    Err(e) => unavailable(&e),
+                    Ok(None) => http::error(StatusCode::NOT_FOUND, format!("no event {id}")),
+                    Ok(Some(detail)) => http::json(StatusCode::OK, &event_json(&detail)),
+                },
+            },
+            (&Method::GET, ["admin", "dead"]) => {
+                match self.store.dead(&DeadFilter::default(), 1000).await {
+                    Ok(dead) => http::json(StatusCode::OK, &json!({ "dead": dead })),
+                    Err(e) => unavailable(&e),
+                }
+            }
+            (&Method::GET, ["admin", "dead", id]) => match id.parse::<DeadId>() {
+                Err(e) => http::error(StatusCode::BAD_REQUEST, e.to_string()),
+                Ok(id) => match self.store.dead_entry(id).await {
+                    Err(e) => unavailable(&e),
+                    Ok(None) => http::error(StatusCode::NOT_FOUND, format!("no dead entry {id}")),
+                    Ok(Some((entry, event))) => {
+                        let mut v = serde_json::to_value(&entry).unwrap_or_default();
+                        v["data"] =
+                            serde_json::from_str(&event.body).unwrap_or(serde_json::Value::Null);
+                        http::json(StatusCode::OK, &v)
+                    }
+                },
+            },
+            (&Method::POST, ["admin", "dead", "replay"]) => {
+                self.replay(Selection::Dead { older_than: None }, false)
+                    .await
+            }
+            (&Method::POST, ["admin", "dead", id, "replay"]) => match id.parse::<DeadId>() {
+                Err(e) => http::error(StatusCode::BAD_REQUEST, e.to_string()),
+                Ok(id) => self.replay(Selection::Ids(vec![id]), true).await,
+            },
+            (&Method::DELETE, ["admin", "dead", id]) => match id.parse::<DeadId>() {
+                Err(e) => http::error(StatusCode::BAD_REQUEST, e.to_string()),
+                Ok(id) => match self.store.purge(Selection::Ids(vec![id])).await {
+                    Err(e) => unavailable(&e),
+                    Ok(p) if p.entries == 0 => {
+                        http::error(StatusCode::NOT_FOUND, format!("no dead entry {id}"))
+                    }
+                    Ok(p) => http::json(StatusCode::OK, &json!({ "purged": p })),
+                },
+            },
+            (&Method::POST, ["admin", "dead", "purge"]) => {
+                let request: PurgeRequest = match read_json(req).await {
+                    Ok(r) => r,
+                    Err(resp) => return resp,
+                };
+                let selection = match request.selection() {
+                    Ok(s) => s,
+                    Err(msg) => return http::error(StatusCode::BAD_REQUEST, msg),
+                };
+                match self.store.purge(selection).await {
+                    Ok(p) => http::json(StatusCode::OK, &json!({ "purged": p })),
+                    Err(e) => unavailable(&e),
+                }
+            }
+            (_, ["metrics"] | ["admin", ..])
+                if method != Method::GET && method != Method::POST && method != Method::DELETE =>
+            {
                 http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => http::error(StatusCode::NOT_FOUND, format!("not found: {path}")),
@@ -194,32 +233,130 @@ impl Admin {
         json!({ "plugins": out })
     }
 
-    async fn replay(&self, target: ReplayTarget) -> Response<Body> {
-        let one = matches!(target, ReplayTarget::One(_));
-        match self.store.replay(target).await {
-            Ok(0) if one => http::error(StatusCode::NOT_FOUND, "no such dead entry"),
+    async fn replay(&self, selection: Selection, one: bool) -> Response<Body> {
+        match self.store.replay(selection).await {
+            Ok(0) if one => http::error(StatusCode::NOT_FOUND, "no such entry to replay"),
             Ok(n) => http::json(StatusCode::OK, &json!({ "replayed": n })),
-            Err(e) => http::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Err(e) => unavailable(&e),
         }
     }
+}
 
-    async fn query(
-        &self,
-        f: impl FnOnce(&Reader) -> anyhow::Result<Response<Body>> + Send + 'static,
-    ) -> Response<Body> {
-        let reader = self.reader.clone();
-        match tokio::task::spawn_blocking(move || f(&reader)).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => http::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("store query failed: {e}"),
-            ),
-            Err(e) => http::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("store query failed: {e}"),
-            ),
+fn unavailable(e: &StoreError) -> Response<Body> {
+    let mut resp = http::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(e.retry_after_secs()),
+    );
+    resp
+}
+
+/// The body of `POST /admin/dead/purge`: some ids, or every dead entry (last
+/// attempted before `older_than`, a duration such as "7d", when given).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    ids: Option<Vec<String>>,
+    older_than: Option<String>,
+}
+
+impl PurgeRequest {
+    fn selection(self) -> Result<Selection, String> {
+        match (self.ids, self.older_than) {
+            (Some(_), Some(_)) => Err("give \"ids\" or \"older_than\", not both".into()),
+            (Some(ids), None) => ids
+                .iter()
+                .map(|id| id.parse::<DeadId>().map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()
+                .map(Selection::Ids),
+            (None, older) => {
+                let older_than = match older {
+                    None => None,
+                    Some(d) => Some(
+                        std::time::SystemTime::now()
+                            - humantime::parse_duration(&d)
+                                .map_err(|e| format!("invalid older_than {d:?}: {e}"))?,
+                    ),
+                };
+                Ok(Selection::Dead { older_than })
+            }
         }
     }
+}
+
+/// Reads a small JSON request body (an empty body reads as the type's default).
+async fn read_json<T: serde::de::DeserializeOwned + Default>(
+    req: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| http::error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")))?
+        .to_bytes();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| http::error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// `GET /admin/events?source=&type=&status=&q=&since=&until=&cursor=&limit=`.
+fn events_query(query: &str) -> Result<(EventFilter, Page), String> {
+    let mut filter = EventFilter::default();
+    let mut page = Page {
+        before: None,
+        limit: 50,
+    };
+    let time = |k: &str, v: &str| {
+        humantime::parse_rfc3339_weak(v)
+            .map_err(|e| format!("{k}={v:?} is not an RFC 3339 time: {e}"))
+    };
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let v = v.into_owned();
+        match k.as_ref() {
+            "source" => filter.source = Some(v),
+            "type" => filter.event_type = Some(v),
+            "status" => {
+                filter.status = Some(EventStatus::parse(&v).ok_or_else(|| {
+                    format!("status={v:?} is not one of dead, pending, done, unrouted")
+                })?)
+            }
+            "q" => filter.q = Some(v),
+            "since" => filter.since = Some(time("since", &v)?),
+            "until" => filter.until = Some(time("until", &v)?),
+            "cursor" => page.before = Some(v.parse().map_err(|e| format!("cursor: {e}"))?),
+            "limit" => {
+                page.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| format!("limit={v:?} is not a number from 1 to 1000"))?
+            }
+            other => return Err(format!("unknown query parameter {other:?}")),
+        }
+    }
+    Ok((filter, page))
+}
+
+/// `GET /admin/events/{id}`: the event, its deliveries and forwards with every attempt.
+fn event_json(d: &EventDetail) -> serde_json::Value {
+    let e = &d.event;
+    json!({
+        "id": e.id,
+        "source": e.source,
+        "type": e.event_type,
+        "external_id": e.external_id,
+        "received_at": e.received_at_rfc3339(),
+        "hops": e.hops,
+        "status": d.status,
+        "parent_id": d.parent_id,
+        "children": d.children,
+        "headers": e.headers,
+        "data": serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or(serde_json::Value::Null),
+        "deliveries": d.deliveries,
+        "forwards": d.forwards,
+    })
 }
 
 pub(crate) async fn serve(

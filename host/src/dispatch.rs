@@ -13,17 +13,23 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::ForwardTarget;
-use crate::event::{Action, Event, unix_ms};
+use crate::event::{Action, Event, EventId, unix_ms};
 use crate::live::Shared;
 use crate::metrics::{self, InvocationLabels, KindLabel, METRICS, PluginLabel};
 use crate::plugins::{PluginError, PluginRegistry};
-use crate::store::{ClaimedDelivery, DeliveryOutcome, Emitted, NewForward, Store};
+use crate::store::{
+    AttemptTiming, ClaimedDelivery, DeliveryClaim, DeliveryOutcome, Emitted, Finished, NewForward,
+    SharedStore, Work,
+};
 
 /// `emit` chains longer than this are cut.
 pub const MAX_HOPS: u32 = 8;
 
 /// How long a claimed delivery stays leased beyond its plugin's timeout.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// The descendants one ingested event may have, over every hop.
+const MAX_EMITS_PER_EVENT: u32 = 100;
 
 /// Deliveries claimed per worker beyond the free ones.
 const PREFETCH: u32 = 8;
@@ -33,7 +39,7 @@ const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub(crate) struct Dispatcher {
-    pub store: Store,
+    pub store: SharedStore,
     pub live: Shared,
     pub registry: Arc<PluginRegistry>,
 }
@@ -42,7 +48,7 @@ impl Dispatcher {
     /// Runs until `stop` turns true, then waits for in-flight deliveries to finish.
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let workers = self.live.load().config.plugins.workers;
-        let due = self.store.deliveries_due.clone();
+        let store = self.store.clone();
         let claimer = self.clone();
         let claim = move |free: usize| {
             let this = claimer.clone();
@@ -55,8 +61,16 @@ impl Dispatcher {
                 // several deliveries; the lease covers the wait in this queue.
                 let lease = this.live.load().config.plugins.timeout * (PREFETCH + 1) + LEASE_MARGIN;
                 let limit = free + workers * PREFETCH as usize;
+                // Plugins take turns starting first, each up to an equal share.
+                let mut loaded = loaded;
+                fastrand::shuffle(&mut loaded);
+                let share = limit.div_ceil(loaded.len());
+                let claim = DeliveryClaim {
+                    plugins: loaded.into_iter().map(|p| (p, share)).collect(),
+                    lease,
+                };
                 this.store
-                    .claim_deliveries(loaded, limit, lease)
+                    .claim_deliveries(claim)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cannot claim deliveries");
@@ -75,7 +89,16 @@ impl Dispatcher {
             );
             async move { this.deliver(delivery).await }.instrument(span)
         };
-        crate::pool::run(workers, due, stop, POLL, claim, handle).await;
+        crate::pool::run(
+            workers,
+            store.wake(),
+            Work::Deliveries,
+            stop,
+            POLL,
+            claim,
+            handle,
+        )
+        .await;
     }
 
     async fn deliver(&self, d: ClaimedDelivery) {
@@ -84,7 +107,7 @@ impl Dispatcher {
             // Removed since the claim: give it back without spending an attempt.
             let _ = self
                 .store
-                .finish_delivery(d.id, DeliveryOutcome::Release { due_at: now() })
+                .finish_delivery(d.id, d.token, DeliveryOutcome::Release { due_at: now() })
                 .await;
             return;
         };
@@ -93,11 +116,13 @@ impl Dispatcher {
         let version = plugin.short_version().to_string();
         let ClaimedDelivery {
             id,
+            token,
             plugin: name,
             event,
             ..
         } = d;
-        let event_id = event.id.clone();
+        let event_id = event.id.to_string();
+        let started_at = SystemTime::now();
         let started = std::time::Instant::now();
         // The event moves to the blocking thread and back: no copy of its body.
         let (snapshot, plugin_name) = (live.clone(), name.clone());
@@ -127,12 +152,16 @@ impl Dispatcher {
                     timeout: live.config.plugins.timeout,
                 }),
             };
+        let timing = AttemptTiming {
+            started_at,
+            duration: started.elapsed(),
+        };
         METRICS
             .plugin_duration
             .get_or_create(&PluginLabel {
                 plugin: name.clone(),
             })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(timing.duration.as_secs_f64());
         crate::metrics::record_invocation(&name, result.is_ok());
         let outcome_label = match &result {
             Ok(_) => "ok",
@@ -156,9 +185,11 @@ impl Dispatcher {
                 let (forwards, emitted) = effects(&live, &event, allow, actions);
                 tracing::info!(forwards = forwards.len(), emitted = emitted.len(), attempt, version = %version, "delivery done");
                 DeliveryOutcome::Done {
-                    version,
+                    version: version.clone(),
                     forwards,
                     emitted,
+                    max_emits: MAX_EMITS_PER_EVENT,
+                    timing,
                 }
             }
             Err(e) if e.is_unavailable() => {
@@ -177,13 +208,40 @@ impl Dispatcher {
                 }
                 DeliveryOutcome::Failed {
                     error: e.to_string(),
+                    kind: e.kind(),
+                    version: Some(version.clone()),
                     retry_at,
+                    timing,
                 }
             }
         };
-        if let Err(e) = self.store.finish_delivery(id, outcome).await {
+        match self.store.finish_delivery(id, token, outcome).await {
+            Ok(Finished::Recorded) => {}
+            Ok(Finished::Stale) => {
+                tracing::warn!(
+                    "delivery outcome not recorded: its lease had passed to another attempt"
+                )
+            }
+            Ok(Finished::EmitBudget {
+                used,
+                wanted,
+                budget,
+            }) => {
+                METRICS
+                    .dead_letters
+                    .get_or_create(&KindLabel {
+                        kind: "emit_budget",
+                    })
+                    .inc();
+                tracing::error!(
+                    used,
+                    wanted,
+                    budget,
+                    "emits over the event's budget; dead-lettered without effects"
+                );
+            }
             // The lease expires and the delivery runs again: at-least-once.
-            tracing::error!(error = %e, "cannot record delivery outcome");
+            Err(e) => tracing::error!(error = %e, "cannot record delivery outcome"),
         }
     }
 }
@@ -233,7 +291,7 @@ fn effects(
                     continue;
                 }
                 let event = Event {
-                    id: Event::new_id(),
+                    id: EventId::new(),
                     source: parent.source.clone(),
                     event_type,
                     external_id: None,
@@ -249,11 +307,7 @@ fn effects(
                     .map(|p| p.to_string())
                     .collect();
                 tracing::info!(emitted_id = %event.id, event_type = %event.event_type, hops, "event emitted");
-                emitted.push(Emitted {
-                    event,
-                    parent_id: parent.id.clone(),
-                    plugins,
-                });
+                emitted.push(Emitted { event, plugins });
             }
         }
     }

@@ -14,6 +14,7 @@
 //!    its effects (forwards, emitted events) or scheduled for retry / dead-lettered.
 //! 5. [`outbox`] — forwards are POSTed by the host, with their own retries.
 //! 6. [`reload`] — a watcher swaps the plugin set and the [`config`] atomically.
+//! 7. [`retention`] — finished events are pruned once past `[store] retention`.
 //!
 //! Around them: [`admin`] (health, metrics, admin API), [`metrics`], [`live`]
 //! (the running config snapshot), [`event`] (the one `Event` type) and [`cli`].
@@ -29,6 +30,7 @@ pub mod outbox;
 pub mod plugins;
 mod pool;
 pub mod reload;
+pub mod retention;
 pub mod router;
 pub mod store;
 
@@ -43,7 +45,6 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::plugins::{EngineOptions, Limits, PluginEngine, PluginRegistry};
-use crate::store::Store;
 
 /// How long shutdown waits for in-flight deliveries and forwards.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -98,8 +99,8 @@ pub async fn run_with_ready(
     for w in &config.warnings {
         tracing::warn!("{}: {w}", config.path.display());
     }
-    let store = Store::open(&config.store.path, config.store.max_backlog)?;
-    let reader = Arc::new(store.reader()?);
+    let store = store::open(&config).await?;
+    tracing::info!(store = %store.describe(), "store open");
     let registry = Arc::new(PluginRegistry::new(plugin_engine(&config)?));
     let plugin_dir = config.plugins.dir.clone();
     if plugin_dir.is_dir() {
@@ -125,6 +126,7 @@ pub async fn run_with_ready(
     let dispatch_task = tokio::spawn(dispatcher.run(stop_rx.clone()));
     let outbox = outbox::Outbox::new(store.clone(), live.clone())?;
     let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
+    let retention_task = tokio::spawn(retention::run(store.clone(), live.clone(), stop_rx.clone()));
     let reload_task = reload::spawn(
         live.clone(),
         registry.clone(),
@@ -139,10 +141,10 @@ pub async fn run_with_ready(
     let admin = admin::Admin {
         live: live.clone(),
         store: store.clone(),
-        reader,
         registry,
     };
     let admin_addr = admin_listener.local_addr()?;
+    store.announce(admin_addr);
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin, async {
         let _ = admin_stop_rx.await;
@@ -158,10 +160,16 @@ pub async fn run_with_ready(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(
-            "in-flight work did not finish within {SHUTDOWN_GRACE:?}; its leases are released on the next start"
-        );
+        tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}");
     }
+    // Whatever is still leased (claimed ahead, or cut off by the grace period)
+    // goes back now, so other replicas need not wait for the leases to expire.
+    match store.release_leases().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(released = n, "leases given back"),
+        Err(e) => tracing::warn!(error = %e, "cannot give leases back; they expire by themselves"),
+    }
+    retention_task.abort();
     reload_task.abort();
     let _ = admin_stop_tx.send(());
     let _ = admin_task.await;

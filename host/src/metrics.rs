@@ -60,6 +60,16 @@ pub(crate) struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FileLabel {
+    pub file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TableLabel {
+    pub table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ReloadLabels {
     pub kind: &'static str,
     pub outcome: &'static str,
@@ -77,6 +87,11 @@ pub(crate) struct Metrics {
     pub dead_letters: Family<KindLabel, Counter>,
     pub forwards: Family<OutcomeLabel, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
+    pub pruned: Counter,
+    pub store_bytes: Family<FileLabel, Gauge>,
+    pub store_rows: Family<TableLabel, Gauge>,
+    pub store_free: Gauge,
+    pub dead_now: Family<PluginLabel, Gauge>,
     /// Event types that have a `type` label of their own (see [`Metrics::type_label`]).
     type_labels: Mutex<HashSet<String>>,
     registry: Registry,
@@ -108,6 +123,11 @@ impl Metrics {
             dead_letters: Family::default(),
             forwards: Family::default(),
             reloads: Family::default(),
+            pruned: Counter::default(),
+            store_bytes: Family::default(),
+            store_rows: Family::default(),
+            store_free: Gauge::default(),
+            dead_now: Family::default(),
             type_labels: Mutex::default(),
             registry: Registry::default(),
         };
@@ -162,6 +182,31 @@ impl Metrics {
             "Plugin and config reloads, by kind and outcome",
             m.reloads.clone(),
         );
+        registry.register(
+            "pruned",
+            "Events and dedupe records deleted by retention",
+            m.pruned.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Size of the store, by file (SQLite) or relation (PostgreSQL)",
+            m.store_bytes.clone(),
+        );
+        registry.register(
+            "store_rows",
+            "Rows in the store, by table",
+            m.store_rows.clone(),
+        );
+        registry.register(
+            "store_free_bytes",
+            "Free space on the store's file system",
+            m.store_free.clone(),
+        );
+        registry.register(
+            "dead_letters_current",
+            "Dead deliveries waiting for replay or purge, by plugin",
+            m.dead_now.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -206,6 +251,42 @@ pub(crate) fn record_failure(kind: &'static str, retry_at: Option<i64>) {
         &METRICS.dead_letters
     };
     family.get_or_create(&KindLabel { kind }).inc();
+}
+
+/// Sets the store gauges from a health check and (when the query worked) its counts.
+pub(crate) fn record_store(
+    health: &crate::store::Health,
+    counts: Option<&crate::store::StoreCounts>,
+) {
+    METRICS.backlog.set(health.backlog as i64);
+    if let Some(free) = health.free_disk_bytes {
+        METRICS.store_free.set(free.min(i64::MAX as u64) as i64);
+    }
+    let Some(c) = counts else { return };
+    for (file, bytes) in &c.bytes {
+        METRICS
+            .store_bytes
+            .get_or_create(&FileLabel { file: file.clone() })
+            .set(*bytes as i64);
+    }
+    for (table, rows) in &c.rows {
+        METRICS
+            .store_rows
+            .get_or_create(&TableLabel {
+                table: table.clone(),
+            })
+            .set(*rows as i64);
+    }
+    // Plugins whose dead letters are all gone read 0, not their last value.
+    METRICS.dead_now.clear();
+    for (plugin, n) in &c.dead_by_plugin {
+        METRICS
+            .dead_now
+            .get_or_create(&PluginLabel {
+                plugin: plugin.clone(),
+            })
+            .set(*n as i64);
+    }
 }
 
 /// Records one group-commit batch of `n` requests.

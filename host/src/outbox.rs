@@ -21,7 +21,7 @@ use crate::config::ForwardTarget;
 use crate::event::unix_ms;
 use crate::live::Shared;
 use crate::metrics::{self, METRICS, OutcomeLabel};
-use crate::store::{ClaimedForward, ForwardOutcome, Store};
+use crate::store::{AttemptTiming, ClaimedForward, Finished, ForwardOutcome, SharedStore, Work};
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -55,13 +55,13 @@ pub fn check_allowed(url: &str, allow: &[ForwardTarget]) -> Result<(), String> {
 
 #[derive(Clone)]
 pub(crate) struct Outbox {
-    pub store: Store,
+    pub store: SharedStore,
     pub live: Shared,
     client: HttpsClient,
 }
 
 impl Outbox {
-    pub fn new(store: Store, live: Shared) -> anyhow::Result<Outbox> {
+    pub fn new(store: SharedStore, live: Shared) -> anyhow::Result<Outbox> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .or_else(|_| -> anyhow::Result<_> {
@@ -90,7 +90,7 @@ impl Outbox {
     /// Runs until `stop` turns true, then waits for in-flight forwards to finish.
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let workers = self.live.load().config.outbox.workers;
-        let due = self.store.forwards_due.clone();
+        let store = self.store.clone();
         let claimer = self.clone();
         let claim = move |free: usize| {
             let this = claimer.clone();
@@ -112,14 +112,25 @@ impl Outbox {
             let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, url = %f.url);
             async move { this.send(f).await }.instrument(span)
         };
-        crate::pool::run(workers, due, stop, POLL, claim, handle).await;
+        crate::pool::run(
+            workers,
+            store.wake(),
+            Work::Forwards,
+            stop,
+            POLL,
+            claim,
+            handle,
+        )
+        .await;
     }
 
     async fn send(&self, f: ClaimedForward) {
         let live = self.live.load_full();
         let outbox = &live.config.outbox;
         let retry = &outbox.retry;
-        let (id, attempt) = (f.id, f.attempts + 1);
+        let (id, token, attempt) = (f.id, f.token, f.attempts + 1);
+        let started_at = SystemTime::now();
+        let started = std::time::Instant::now();
         let allow = live
             .config
             .settings(&f.plugin)
@@ -130,6 +141,10 @@ impl Outbox {
             Ok(()) => self.post(f, outbox.timeout).await,
         };
         let now = unix_ms(SystemTime::now());
+        let timing = AttemptTiming {
+            started_at,
+            duration: started.elapsed(),
+        };
         let outcome = match result {
             Ok(status) => {
                 METRICS
@@ -137,7 +152,7 @@ impl Outbox {
                     .get_or_create(&OutcomeLabel { outcome: "sent" })
                     .inc();
                 tracing::info!(status, attempt, "forward delivered");
-                ForwardOutcome::Sent { status }
+                ForwardOutcome::Sent { status, timing }
             }
             Err((error, status, retryable)) => {
                 let retry_at = retry.retry_at(attempt, now).filter(|_| retryable);
@@ -156,11 +171,18 @@ impl Outbox {
                     error,
                     status,
                     retry_at,
+                    timing,
                 }
             }
         };
-        if let Err(e) = self.store.finish_forward(id, outcome).await {
-            tracing::error!(error = %e, "cannot record forward outcome");
+        match self.store.finish_forward(id, token, outcome).await {
+            Ok(Finished::Stale) => {
+                tracing::warn!(
+                    "forward outcome not recorded: its lease had passed to another attempt"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot record forward outcome"),
         }
     }
 
@@ -181,7 +203,7 @@ impl Outbox {
             req = req.header("content-type", "application/json");
         }
         let req = req
-            .header("x-hookrouter-event-id", f.event_id.as_str())
+            .header("x-hookrouter-event-id", f.event_id.to_string())
             .header("x-hookrouter-plugin", f.plugin.as_str())
             .header("x-hookrouter-forward-id", f.id.to_string())
             .body(Full::new(Bytes::from(f.body)))

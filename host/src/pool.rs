@@ -9,7 +9,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
+
+use crate::store::{Wake, Work};
 
 /// Runs until `stop` turns true, then waits for in-flight items to finish.
 ///
@@ -17,7 +19,8 @@ use tokio::sync::{Notify, Semaphore, watch};
 /// is then run by `handle` on its own task while holding one of `workers` slots.
 pub(crate) async fn run<T, C, CF, H, HF>(
     workers: usize,
-    due: Arc<Notify>,
+    wake: &Wake,
+    work: Work,
     mut stop: watch::Receiver<bool>,
     poll: Duration,
     claim: C,
@@ -35,7 +38,7 @@ pub(crate) async fn run<T, C, CF, H, HF>(
             break;
         }
         // Register for the wake-up before looking, so a commit in between is not missed.
-        let woken = due.notified();
+        let woken = wake.notified(work);
         tokio::pin!(woken);
         woken.as_mut().enable();
 
@@ -83,36 +86,43 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use tokio::sync::{Notify, watch};
+    use tokio::sync::watch;
+
+    use crate::store::{Wake, Work};
 
     #[tokio::test(start_paused = true)]
     async fn idle_pool_waits_instead_of_spinning_and_wakes_on_notify() {
-        let due = Arc::new(Notify::new());
+        let due = Arc::new(Wake::default());
         let (stop_tx, stop_rx) = watch::channel(false);
         let claims = Arc::new(AtomicUsize::new(0));
         let queue: Arc<Mutex<Vec<u32>>> = Arc::default();
         let done: Arc<Mutex<Vec<u32>>> = Arc::default();
         let (c, q, d) = (claims.clone(), queue.clone(), done.clone());
-        let pool = tokio::spawn(super::run(
-            2,
-            due.clone(),
-            stop_rx,
-            Duration::from_secs(1),
-            move |free| {
-                c.fetch_add(1, Ordering::SeqCst);
-                let mut q = q.lock().unwrap();
-                let n = free.min(q.len());
-                let items: Vec<u32> = q.drain(..n).collect();
-                async move { items }
-            },
-            move |item| {
-                let d = d.clone();
-                async move {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    d.lock().unwrap().push(item);
-                }
-            },
-        ));
+        let wake = due.clone();
+        let pool = tokio::spawn(async move {
+            super::run(
+                2,
+                &wake,
+                Work::Deliveries,
+                stop_rx,
+                Duration::from_secs(1),
+                move |free| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let mut q = q.lock().unwrap();
+                    let n = free.min(q.len());
+                    let items: Vec<u32> = q.drain(..n).collect();
+                    async move { items }
+                },
+                move |item| {
+                    let d = d.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        d.lock().unwrap().push(item);
+                    }
+                },
+            )
+            .await
+        });
         // Idle for 10 s of (paused) time: one claim per poll interval, not a spin.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let idle_claims = claims.load(Ordering::SeqCst);
@@ -123,7 +133,7 @@ mod tests {
 
         // New work and a wake-up: handled without waiting for the poll interval.
         queue.lock().unwrap().extend([1, 2, 3, 4, 5]);
-        due.notify_waiters();
+        due.notify(Work::Deliveries);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut got = done.lock().unwrap().clone();
         got.sort();

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::live::{Live, Shared};
 use crate::metrics::{METRICS, ReloadLabels};
 use crate::plugins::{PluginRegistry, plugin_name};
-use crate::store::Store;
+use crate::store::{SharedStore, Work};
 
 /// Quiet time after the last file event before acting on a burst of them.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -34,7 +34,7 @@ const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 pub(crate) fn spawn(
     live: Shared,
     registry: Arc<PluginRegistry>,
-    store: Store,
+    store: SharedStore,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (plugin_dir, config_path) = {
@@ -162,7 +162,7 @@ fn start_watcher(
 struct Reloader {
     live: Shared,
     registry: Arc<PluginRegistry>,
-    store: Store,
+    store: SharedStore,
     /// Canonical folders, to compare with the paths in file events.
     plugin_dir: PathBuf,
     config_dir: PathBuf,
@@ -239,7 +239,7 @@ impl Reloader {
             Err(e) => tracing::error!(error = %e, "plugin reload task failed"),
         }
         // New or restored plugins may have deliveries waiting.
-        self.store.deliveries_due.notify_waiters();
+        self.store.wake().notify(Work::Deliveries);
     }
 
     async fn reload_config(&self) {
@@ -275,7 +275,7 @@ impl Reloader {
         self.live.store(Arc::new(Live::new(next)));
         METRICS.reloads.get_or_create(&label("ok")).inc();
         tracing::info!(routes, "config reloaded");
-        self.store.deliveries_due.notify_waiters();
+        self.store.wake().notify(Work::Deliveries);
     }
 }
 

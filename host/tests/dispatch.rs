@@ -101,30 +101,20 @@ config = {{ emit_type = "loop" }}
 
     // An emit loop runs 8 hops and is cut: events at hops 0..=8, no more.
     send(&r, "loop", "l-1");
-    let db = r.db();
-    let count = |db: &rusqlite::Connection| -> (i64, i64) {
-        db.query_row(
-            "SELECT count(*), coalesce(max(hops), -1) FROM events WHERE event_type = 'loop'",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap()
+    let count = || -> (usize, i64) {
+        let events = r.events("type=loop");
+        let hops = events.iter().map(|e| e["hops"].as_i64().unwrap()).max();
+        (events.len(), hops.unwrap_or(-1))
     };
     wait_for(20, "the loop to reach hop 8", || {
-        (count(&db).1 == 8).then_some(())
+        (count().1 == 8).then_some(())
     });
     wait_for(20, "the last loop delivery to finish", || {
-        let pending: i64 = db
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE plugin = 'looper' AND state != 'done'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
-        (pending == 0).then_some(())
+        let open = r.events("type=loop&status=pending");
+        open.is_empty().then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(count(&db), (9, 8), "an emit chain is cut after 8 hops");
+    assert_eq!(count(), (9, 8), "an emit chain is cut after 8 hops");
     assert_eq!(sink.on("/sink").len(), 1, "the forward was sent once");
     assert!(r.log().contains("emit chain cut at 8 hops"));
 }
@@ -157,14 +147,17 @@ allow_forward = ["127.0.0.1:{port}"]
     let mut r = Router::start(dir.path(), &routes(r#"fail = "always""#), &[]);
     let id = send(&r, "payment_created", "p-1");
 
-    let db = r.db();
     let dead = wait_for(30, "the bad delivery to die", || {
-        db.query_row(
-            "SELECT id, attempts, last_error FROM deliveries WHERE plugin = 'bad' AND state = 'dead'",
-            [],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)),
-        )
-        .ok()
+        r.deliveries(&id)
+            .into_iter()
+            .find(|d| d["plugin"] == "bad" && d["state"] == "dead")
+            .map(|d| {
+                (
+                    d["id"].as_str().unwrap().to_string(),
+                    d["attempts"].as_i64().unwrap(),
+                    d["last_error"].as_str().unwrap().to_string(),
+                )
+            })
     });
     assert_eq!(dead.1, 3, "max_attempts attempts before dead");
     assert!(
@@ -181,7 +174,7 @@ allow_forward = ["127.0.0.1:{port}"]
     // The dead letter is visible to the CLI and the admin API.
     let (ok, out, err) = cli(dir.path(), &["dead", "list"]);
     assert!(ok, "{err}");
-    let dead_id = format!("d-{}", dead.0);
+    let dead_id = dead.0.clone();
     assert!(
         out.contains(&dead_id) && out.contains("bad") && out.contains(&id),
         "{out}"
@@ -271,14 +264,22 @@ allow_forward = ["127.0.0.1:{port}"]
     send(&r, "sneak", "s-1");
     send(&r, "gone", "g-1");
     send(&r, "flaky", "f-1");
-    let db = r.db();
     let outbox = |plugin: &str| -> Option<(String, i64, Option<i64>, String)> {
-        db.query_row(
-            "SELECT state, attempts, status, coalesce(last_error, '') FROM outbox WHERE plugin = ?1",
-            [plugin],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
-        .ok()
+        r.events("").iter().find_map(|e| {
+            let ev = r.event(e["id"].as_str().unwrap())?;
+            ev["forwards"]
+                .as_array()?
+                .iter()
+                .find(|f| f["plugin"] == plugin)
+                .map(|f| {
+                    (
+                        f["state"].as_str().unwrap().to_string(),
+                        f["attempts"].as_i64().unwrap(),
+                        f["status"].as_i64(),
+                        f["last_error"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+        })
     };
     let sneaky = wait_for(20, "the refused forward", || {
         outbox("sneaky").filter(|o| o.0 == "dead")
@@ -332,14 +333,15 @@ plugins = ["later"]
         .map(|i| send(&r, "early", &format!("e-{i}")))
         .collect();
     std::thread::sleep(Duration::from_millis(800));
-    let db = r.db();
-    let (pending, attempts): (i64, i64) = db
-        .query_row(
-            "SELECT count(*), sum(attempts) FROM deliveries WHERE state = 'pending'",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
+    let deliveries: Vec<serde_json::Value> = ids.iter().flat_map(|id| r.deliveries(id)).collect();
+    let pending = deliveries
+        .iter()
+        .filter(|d| d["state"] == "pending")
+        .count();
+    let attempts: i64 = deliveries
+        .iter()
+        .map(|d| d["attempts"].as_i64().unwrap())
+        .sum();
     assert_eq!(
         (pending, attempts),
         (5, 0),
@@ -378,40 +380,34 @@ fn sigterm_lets_in_flight_deliveries_finish_then_exits_cleanly() {
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 202);
-    let db = r.db();
+    let id = resp.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Wait until the delivery is leased (running), then ask the router to stop.
     wait_for(10, "the delivery to start", || {
-        let leased: i64 = db
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE lease_until > 0",
-                [],
-                |x| x.get(0),
-            )
-            .unwrap();
-        (leased == 1).then_some(())
+        (r.deliveries(&id)[0]["leased"] == true).then_some(())
     });
     let started = std::time::Instant::now();
     let status = r.terminate();
     assert!(status.success(), "exit status {status:?}");
-    // It waited for the running plugin (stopped by its 1.5 s deadline) and recorded the outcome.
-    let (state, attempts, lease, error): (String, i64, i64, String) = db
-        .query_row(
-            "SELECT state, attempts, lease_until, last_error FROM deliveries",
-            [],
-            |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?)),
-        )
-        .unwrap();
-    assert_eq!(
-        (state.as_str(), attempts, lease),
-        ("pending", 1, 0),
-        "the attempt was recorded, not lost"
-    );
-    assert!(error.contains("timed out"), "{error}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "shutdown waited past its grace period"
     );
     assert!(r.log().contains("shutting down"));
+    // It waited for the running plugin (stopped by its 1.5 s deadline) and
+    // recorded the outcome. Read it back with the plugin gone, so nothing runs.
+    std::fs::remove_file(dir.path().join("plugins/slow.wasm")).unwrap();
+    let r = Router::start_existing(dir.path(), &[]);
+    let d = r.deliveries(&id).remove(0);
+    assert_eq!(
+        (&d["state"], &d["attempts"], &d["leased"]),
+        (&json!("pending"), &json!(1), &json!(false)),
+        "the attempt was recorded, not lost: {d}"
+    );
+    let error = d["last_error"].as_str().unwrap();
+    assert!(error.contains("timed out"), "{error}");
 }
 
 #[test]
@@ -456,16 +452,17 @@ plugins = ["hostile", "good"]
                 .to_string(),
         );
     }
-    let db = r.db();
-    wait_settled(&db, 60);
+    wait_settled(&r, 60);
     for ((what, expected), id) in cases.iter().zip(&ids) {
-        let (state, error): (String, String) = db
-            .query_row(
-                "SELECT state, coalesce(last_error, '') FROM deliveries WHERE event_id = ?1 AND plugin = 'hostile'",
-                [id],
-                |x| Ok((x.get(0)?, x.get(1)?)),
-            )
+        let d = r
+            .deliveries(id)
+            .into_iter()
+            .find(|d| d["plugin"] == "hostile")
             .unwrap();
+        let (state, error) = (
+            d["state"].as_str().unwrap().to_string(),
+            d["last_error"].as_str().unwrap_or("").to_string(),
+        );
         assert_eq!(state, "dead", "{what}");
         assert!(
             error.contains(expected) && error.contains("hostile") && error.contains(id.as_str()),

@@ -129,25 +129,18 @@ fn optum_event_is_stored_with_deliveries_and_duplicates_are_dropped() {
     assert_eq!(dup["id"], id.as_str());
 
     // Exactly one event, with one pending delivery per routed plugin.
-    let db = r.db();
-    let (n, ty, ext): (i64, String, String) = db
-        .query_row(
-            "SELECT count(*), max(event_type), max(external_id) FROM events",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .unwrap();
-    assert_eq!((n, ty.as_str()), (1, "batch_created"));
+    let events = r.events("");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event_type"], "batch_created");
     assert_eq!(
-        ext, "0b6d5e1c-3f7a-4c2e-8a91-5d4f6e7a8b90",
+        events[0]["external_id"], "0b6d5e1c-3f7a-4c2e-8a91-5d4f6e7a8b90",
         "dedupe key is Optum's causationId"
     );
-    let mut plugins: Vec<String> = db
-        .prepare("SELECT plugin FROM deliveries WHERE event_id = ?1 AND state = 'pending'")
-        .unwrap()
-        .query_map([&id], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let mut plugins: Vec<String> = r
+        .deliveries(&id)
+        .iter()
+        .filter(|d| d["state"] == "pending")
+        .map(|d| d["plugin"].as_str().unwrap().to_string())
         .collect();
     plugins.sort();
     assert_eq!(plugins, ["audit", "notify"]);
@@ -254,11 +247,7 @@ fn status_table_rows() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
 
     // Nothing refused above was stored.
-    let n: i64 = r
-        .db()
-        .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(n, 0);
+    assert_eq!(r.counts()["events"], 0);
 }
 
 #[test]
@@ -540,15 +529,12 @@ fn backlog_limit_answers_503_with_retry_after_and_loses_nothing_acked() {
         saw_503,
         "a backlog of 1 under 32 concurrent senders never refused"
     );
-    let db = r.db();
+    let stored: std::collections::HashSet<String> = r
+        .events("")
+        .iter()
+        .map(|e| e["external_id"].as_str().unwrap_or("").to_string())
+        .collect();
     for id in &acked {
-        let n: i64 = db
-            .query_row(
-                "SELECT count(*) FROM events WHERE external_id = ?1",
-                [id],
-                |row| row.get(0),
-            )
-            .unwrap();
-        assert_eq!(n, 1, "acked event {id} missing");
+        assert!(stored.contains(id), "acked event {id} missing");
     }
 }

@@ -98,8 +98,7 @@ config = { fail = "always" }
     assert_eq!(post_optum(&r, "payment_ok", "bad-1", false), 401);
     assert_eq!(post_optum(&r, "payment_ok", "bad-2", false), 401);
     assert_eq!(post_optum(&r, "payment_ok", "ok-0", true), 200);
-    let db = r.db();
-    wait_settled(&db, 20);
+    wait_settled(&r, 20);
 
     let text = client()
         .get(format!("{}/metrics", r.admin))
@@ -279,13 +278,21 @@ fn admin_token_guards_the_admin_api() {
     assert_eq!(get("/healthz", None), 200, "health stays open for probes");
     assert_eq!(get("/readyz", None), 200);
     // Bad requests get 4xx JSON errors.
-    let resp = c
-        .get(format!("{}/admin/events/nope", r.admin))
-        .bearer_auth("s3cret")
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
-    assert!(resp.json::<Value>().unwrap()["error"].is_string());
+    for (path, status) in [
+        ("/admin/events/nope", 400),
+        ("/admin/events/0192f0c4-7b1a-7c3e-9a5d-3f2b1c0d4e5f", 404),
+        ("/admin/events?status=sleeping", 400),
+        ("/admin/events?limit=0", 400),
+        ("/admin/dead/o-0", 400),
+    ] {
+        let resp = c
+            .get(format!("{}{path}", r.admin))
+            .bearer_auth("s3cret")
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{path}");
+        assert!(resp.json::<Value>().unwrap()["error"].is_string(), "{path}");
+    }
     let resp = c
         .post(format!("{}/admin/dead/x-1/replay", r.admin))
         .bearer_auth("s3cret")
@@ -342,7 +349,6 @@ verify = { scheme = "hmac-sha256", header = "X-Custom-Sig", secret_env = ["OLD_S
     let payload = repo().join("samples/optum/payment_loading_requested.json");
     let data = dir.path().join("payload.json");
     std::fs::write(&data, r#"{"amount": 12.5, "note": "from send"}"#).unwrap();
-    let db = r.db();
     for (source, event_type, file) in [
         ("optum", "payment_loading_requested", &data),
         ("optum", "payment_loading_requested", &payload), // a whole envelope goes as it is
@@ -373,18 +379,16 @@ verify = { scheme = "hmac-sha256", header = "X-Custom-Sig", secret_env = ["OLD_S
             .as_str()
             .unwrap()
             .to_string();
-        let stored: String = db
-            .query_row("SELECT event_type FROM events WHERE id = ?1", [&id], |x| {
-                x.get(0)
-            })
-            .unwrap();
-        assert_eq!(stored, event_type, "{source}");
+        let stored = r.event(&id).unwrap();
+        assert_eq!(stored["type"], event_type, "{source}");
     }
     // The whole-envelope sample kept its own causationId (dedupe key).
-    let n: i64 = db
-        .query_row("SELECT count(*) FROM events WHERE external_id = '5e9a1f3b-8c2d-4d7e-a6b0-1c3e5f7a9b2d'", [], |x| x.get(0))
-        .unwrap();
-    assert_eq!(n, 1);
+    let kept = r
+        .events("source=optum")
+        .into_iter()
+        .filter(|e| e["external_id"] == "5e9a1f3b-8c2d-4d7e-a6b0-1c3e5f7a9b2d")
+        .count();
+    assert_eq!(kept, 1);
 
     let help = std::process::Command::new(BIN)
         .args(["send", "--help"])
@@ -480,10 +484,10 @@ fn send_and_dead_refuse_bad_input_with_one_clear_line() {
 }
 
 /// Creates an empty, migrated store the way the router would.
-fn hookrouter_store(dir: &std::path::Path) -> hookrouter::store::Store {
+fn hookrouter_store(dir: &std::path::Path) -> hookrouter::store::sqlite::SqliteStore {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let _guard = rt.enter();
-    hookrouter::store::Store::open(&dir.join("data/hookrouter.db"), 10).unwrap()
+    hookrouter::store::sqlite::SqliteStore::open(&dir.join("data/hookrouter.db"), 10).unwrap()
 }

@@ -57,21 +57,19 @@ fn send(r: &Router, event_type: &str) -> (String, u64) {
 }
 
 /// The version that handled `event_id`'s delivery, once done.
-fn handled_by(db: &rusqlite::Connection, event_id: &str) -> Option<String> {
-    db.query_row(
-        "SELECT version FROM deliveries WHERE event_id = ?1 AND state = 'done'",
-        [event_id],
-        |row| row.get(0),
-    )
-    .ok()
+fn handled_by(r: &Router, event_id: &str) -> Option<String> {
+    r.deliveries(event_id)
+        .into_iter()
+        .find(|d| d["state"] == "done")
+        .and_then(|d| d["version"].as_str().map(str::to_string))
 }
 
 /// Sends events until one is handled by `version`; returns how long that took.
-fn until_handled_by(r: &Router, db: &rusqlite::Connection, version: &str) -> Duration {
+fn until_handled_by(r: &Router, version: &str) -> Duration {
     let started = Instant::now();
     wait_for(20, &format!("an event handled by {version}"), || {
         let (id, _) = send(r, "work");
-        let v = wait_for(10, "the delivery", || handled_by(db, &id));
+        let v = wait_for(10, "the delivery", || handled_by(r, &id));
         (v == version).then_some(())
     });
     started.elapsed()
@@ -114,20 +112,19 @@ fn plugins_are_replaced_refused_deleted_and_restored_without_restart() {
     let (v1, v2) = (version_of(&relay), version_of(&trivial));
     install_plugin(dir.path(), &relay, "p");
     let r = Router::start(dir.path(), &config(""), &[]);
-    let db = r.db();
-    until_handled_by(&r, &db, &v1);
+    until_handled_by(&r, &v1);
 
     replace_by_rename(dir.path(), &trivial);
-    let t = until_handled_by(&r, &db, &v2);
+    let t = until_handled_by(&r, &v2);
     println!("rename-over: new version serving after {t:?}");
     replace_in_place(dir.path(), &std::fs::read(&relay).unwrap());
-    let t = until_handled_by(&r, &db, &v1);
+    let t = until_handled_by(&r, &v1);
     println!("in-place write: new version serving after {t:?}");
 
     // Garbage and a truncated copy never replace the working version.
     std::fs::write(dir.path().join("plugins/p.wasm"), b"this is not wasm").unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    until_handled_by(&r, &db, &v1);
+    until_handled_by(&r, &v1);
     let info = admin_plugin(&r, "p");
     assert_eq!(
         info["version"].as_str().map(|v| &v[..12]),
@@ -144,7 +141,7 @@ fn plugins_are_replaced_refused_deleted_and_restored_without_restart() {
     let bytes = std::fs::read(&trivial).unwrap();
     replace_in_place(dir.path(), &bytes[..bytes.len() / 2]);
     std::thread::sleep(Duration::from_millis(600));
-    until_handled_by(&r, &db, &v1);
+    until_handled_by(&r, &v1);
     assert!(admin_plugin(&r, "p")["last_error"].is_string());
 
     // Dotfiles, temp files and sub-folders are not plugins.
@@ -161,18 +158,15 @@ fn plugins_are_replaced_refused_deleted_and_restored_without_restart() {
     let waiting: Vec<String> = (0..3).map(|_| send(&r, "work").0).collect();
     std::thread::sleep(Duration::from_millis(700));
     for id in &waiting {
-        let (state, attempts): (String, i64) = db
-            .query_row(
-                "SELECT state, attempts FROM deliveries WHERE event_id = ?1",
-                [id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((state.as_str(), attempts), ("pending", 0));
+        let d = r.deliveries(id).remove(0);
+        assert_eq!(
+            (&d["state"], &d["attempts"]),
+            (&json!("pending"), &json!(0))
+        );
     }
     install_plugin(dir.path(), &trivial, "p");
     for id in &waiting {
-        let v = wait_for(20, "a waiting delivery", || handled_by(&db, id));
+        let v = wait_for(20, "a waiting delivery", || handled_by(&r, id));
         assert_eq!(v, v2);
     }
     let all: Value = r.admin_json("/admin/plugins");
@@ -284,11 +278,10 @@ fn twenty_replacements_under_load_lose_no_event() {
         .flat_map(|s| s.join().unwrap())
         .collect();
 
-    let db = r.db();
-    wait_settled(&db, 60);
+    wait_settled(&r, 60);
     let mut by_version = std::collections::HashMap::<String, usize>::new();
     for id in &acked {
-        let v = handled_by(&db, id).unwrap_or_else(|| panic!("event {id} was not handled"));
+        let v = handled_by(&r, id).unwrap_or_else(|| panic!("event {id} was not handled"));
         assert!(
             versions.contains(&v),
             "event {id} handled by unknown version {v}"
@@ -317,9 +310,8 @@ fn polling_fallback_picks_up_replacements() {
     std::fs::write(dir.path().join("router.toml"), config("")).unwrap();
     let r = Router::start_with_args(dir.path(), &[("HOOKROUTER_POLL_WATCH", "1")], &[]);
     assert!(r.log().contains("polling"), "{}", r.log());
-    let db = r.db();
-    until_handled_by(&r, &db, &version_of(&relay));
+    until_handled_by(&r, &version_of(&relay));
     install_plugin(dir.path(), &trivial, "p");
-    let t = until_handled_by(&r, &db, &version_of(&trivial));
+    let t = until_handled_by(&r, &version_of(&trivial));
     println!("poll watcher: new version serving after {t:?}");
 }

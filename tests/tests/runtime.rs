@@ -38,7 +38,7 @@ fn component_runs_with_event_fields_and_config() {
     };
     assert_eq!(url, "http://127.0.0.1:9/sink");
     assert!(headers.contains(&("content-type".into(), "application/json".into())));
-    assert_eq!(json(body)["id"], ev.id.as_str());
+    assert_eq!(json(body)["id"], ev.id.to_string().as_str());
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn c_command_plugin_reads_stdin_and_env() {
     };
     assert_eq!(event_type, "batch_notification");
     assert_eq!(json(data)["batch_id"], "batch_42");
-    assert_eq!(json(data)["event_id"], ev.id.as_str());
+    assert_eq!(json(data)["event_id"], ev.id.to_string().as_str());
     let Action::Forward { url, body, .. } = &actions[1] else {
         panic!("not a forward: {actions:?}")
     };

@@ -51,8 +51,50 @@ pub struct Server {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Store {
+    pub backend: Backend,
+    /// The SQLite file (also the home of the compile cache by default). With
+    /// PostgreSQL, unused.
     pub path: PathBuf,
+    /// Requests queued for the store before ingress answers 503.
     pub max_backlog: usize,
+    /// How long finished events are kept.
+    pub retention: Duration,
+    /// How long an event's (source, external id) is remembered for dedupe.
+    pub dedupe_horizon: Duration,
+}
+
+/// `[store] backend`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one SQLite file, one process.
+    Sqlite,
+    /// Several replicas on one PostgreSQL database.
+    Postgres {
+        /// The environment variable holding the connection URL.
+        url_env: String,
+        /// Its value (secret: never logged).
+        url: String,
+    },
+}
+
+/// Never prints the database URL: it holds the password.
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Sqlite => f.write_str("Sqlite"),
+            Backend::Postgres { url_env, .. } => f
+                .debug_struct("Postgres")
+                .field("url_env", url_env)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Store {
+    /// Pruning runs every `retention / 4`, at least once a minute and at most once a second.
+    pub fn prune_interval(&self) -> Duration {
+        (self.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

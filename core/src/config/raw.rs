@@ -54,18 +54,28 @@ impl Default for RawServer {
     }
 }
 
+/// `[store]`: one flat table for every backend (serde's `flatten` does not mix
+/// with `deny_unknown_fields`); `validate` checks which keys fit the backend.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawStore {
-    pub path: String,
+    pub backend: Spanned<String>,
+    pub path: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
     pub max_backlog: usize,
+    pub retention: Spanned<String>,
+    pub dedupe_horizon: Spanned<String>,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
-            path: "data/hookrouter.db".into(),
+            backend: Spanned::new(0..0, "sqlite".into()),
+            path: None,
+            url_env: None,
             max_backlog: 10_000,
+            retention: Spanned::new(0..0, "7d".into()),
+            dedupe_horizon: Spanned::new(0..0, "30d".into()),
         }
     }
 }

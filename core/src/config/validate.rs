@@ -14,8 +14,8 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, SourceName};
 use super::{
-    Config, ConfigError, ForwardTarget, Outbox, PluginSettings, Plugins, Retry, Route, Server,
-    Source, Store,
+    Backend, Config, ConfigError, ForwardTarget, Outbox, PluginSettings, Plugins, Retry, Route,
+    Server, Source, Store,
 };
 
 const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
@@ -116,10 +116,7 @@ pub(super) fn parse(
     };
 
     // [store], [plugins], [outbox]
-    let store = Store {
-        path: resolve(&raw.store.path),
-        max_backlog: positive(raw.store.max_backlog as u64, "store.max_backlog")? as usize,
-    };
+    let store = store(&cx, &raw.store, &resolve, env)?;
     let p = &raw.plugins;
     let in_range = |v: u64, lo: u64, hi: u64, key: &str| -> Result<u64, ConfigError> {
         if (lo..=hi).contains(&v) {
@@ -337,5 +334,109 @@ fn deserialize(cx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
         let inner = e.into_inner();
         let key = if key == "." { String::new() } else { key };
         cx.err(inner.span(), key, inner.message().to_string())
+    })
+}
+
+/// `[store]`: the backend, its keys, and retention.
+fn store(
+    cx: &Ctx<'_>,
+    raw: &super::raw::RawStore,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Store, ConfigError> {
+    let duration = |s: &Spanned<String>, key: &str| -> Result<Duration, ConfigError> {
+        humantime::parse_duration(s.get_ref()).map_err(|e| {
+            cx.err(
+                Some(s.span()),
+                key,
+                format!(
+                    "invalid duration {:?}: {e} (expected e.g. \"7d\", \"12h\", \"30s\")",
+                    s.get_ref()
+                ),
+            )
+        })
+    };
+    let retention = duration(&raw.retention, "store.retention")?;
+    if retention.is_zero() {
+        return Err(cx.err(
+            Some(raw.retention.span()),
+            "store.retention",
+            "must be greater than 0 (finished events would be deleted at once; use a long retention such as \"3650d\" to keep them)",
+        ));
+    }
+    let dedupe_horizon = duration(&raw.dedupe_horizon, "store.dedupe_horizon")?;
+    if dedupe_horizon < retention {
+        return Err(cx.err(
+            Some(raw.dedupe_horizon.span()),
+            "store.dedupe_horizon",
+            format!(
+                "must be at least store.retention ({}), so a retry of a kept event is always a duplicate",
+                raw.retention.get_ref()
+            ),
+        ));
+    }
+    if raw.max_backlog == 0 {
+        return Err(cx.err(None, "store.max_backlog", "must be greater than 0"));
+    }
+    let backend = match raw.backend.get_ref().as_str() {
+        "sqlite" => {
+            if let Some(u) = &raw.url_env {
+                return Err(cx.err(
+                    Some(u.span()),
+                    "store.url_env",
+                    "only applies to backend = \"postgres\"",
+                ));
+            }
+            Backend::Sqlite
+        }
+        "postgres" => {
+            if let Some(p) = &raw.path {
+                return Err(cx.err(
+                    Some(p.span()),
+                    "store.path",
+                    "only applies to backend = \"sqlite\" (PostgreSQL is reached through store.url_env)",
+                ));
+            }
+            let (var, span) = match &raw.url_env {
+                Some(v) => (v.get_ref().clone(), Some(v.span())),
+                None => (
+                    "HOOKROUTER_DATABASE_URL".to_string(),
+                    Some(raw.backend.span()),
+                ),
+            };
+            let url = env(&var).filter(|u| !u.is_empty()).ok_or_else(|| {
+                cx.err(
+                    span.clone(),
+                    "store.url_env",
+                    format!("environment variable {var} is not set (postgres://user:password@host:5432/db)"),
+                )
+            })?;
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(cx.err(
+                    span,
+                    "store.url_env",
+                    format!("{var} does not hold a postgres:// URL"),
+                ));
+            }
+            Backend::Postgres { url_env: var, url }
+        }
+        other => {
+            return Err(cx.err(
+                Some(raw.backend.span()),
+                "store.backend",
+                format!("unknown backend {other:?} (expected \"sqlite\" or \"postgres\")"),
+            ));
+        }
+    };
+    Ok(Store {
+        backend,
+        path: resolve(
+            raw.path
+                .as_ref()
+                .map_or("data/hookrouter.db", |p| p.get_ref().as_str()),
+        ),
+        max_backlog: raw.max_backlog,
+        retention,
+        dedupe_horizon,
     })
 }

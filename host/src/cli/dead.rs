@@ -1,13 +1,18 @@
-//! `hookrouter dead list|show ID|replay ID|replay --all`: works on the store file,
-//! whether or not the router is running (a running router picks replays up
-//! within its poll interval).
+//! `hookrouter dead list|show ID|replay ID|replay --all|purge [--older-than D] [--yes]`:
+//! through a running router's admin API, or on the store itself when no router runs.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
+use anyhow::bail;
 use clap::Subcommand;
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
 
+use super::access::{self, Access, api_error};
 use crate::config::Config;
-use crate::store::{Reader, ReplayTarget, replay_offline};
+use crate::store::{DeadEntry, DeadFilter, DeadId, Selection};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DeadCommand {
@@ -24,71 +29,248 @@ pub(super) enum DeadCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Delete dead entries for good (and their events, when nothing else of
+    /// them is pending or dead).
+    Purge {
+        /// Only entries last attempted longer ago than this (e.g. "7d", "12h").
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 pub(super) fn run(config: &Config, cmd: DeadCommand) -> anyhow::Result<ExitCode> {
-    let path = &config.store.path;
-    match cmd {
-        DeadCommand::List => {
-            let dead = Reader::open(path)?.dead(10_000)?;
-            if dead.is_empty() {
-                println!("no dead entries");
-            }
-            for d in dead {
-                let target = d
-                    .target
-                    .as_deref()
-                    .map(|t| format!(" -> {t}"))
-                    .unwrap_or_default();
-                println!(
-                    "{}\t{}\t{}\t{}{target}\tattempts={}\t{}",
-                    d.id,
-                    d.event_id,
-                    d.event_type,
-                    d.plugin,
-                    d.attempts,
-                    d.last_error.as_deref().unwrap_or("")
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let access = access::open(config).await?;
+        match cmd {
+            DeadCommand::List => list(&access).await,
+            DeadCommand::Show { id } => show(&access, &id).await,
+            DeadCommand::Replay { id, all } => replay(&access, id, all).await,
+            DeadCommand::Purge { older_than, yes } => purge(&access, older_than, yes).await,
         }
-        DeadCommand::Show { id } => match Reader::open(path)?.dead_entry(&id)? {
-            None => {
-                eprintln!("no dead entry {id:?} in {}", path.display());
-                Ok(ExitCode::FAILURE)
+    })
+}
+
+fn parse_id(id: &str) -> anyhow::Result<DeadId> {
+    Ok(id.parse::<DeadId>()?)
+}
+
+/// Scheme, host, port and first path segment: the rest of a webhook URL is
+/// often its credential.
+fn shown_target(url: &str) -> String {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return "(invalid url)".into();
+    };
+    let first = uri
+        .path()
+        .split('/')
+        .find(|s| !s.is_empty())
+        .map(|s| format!("/{s}/…"))
+        .unwrap_or_default();
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map_or("?", |a| a.as_str()),
+        first
+    )
+}
+
+async fn list(access: &Access) -> anyhow::Result<ExitCode> {
+    let dead: Vec<DeadEntry> = match access {
+        Access::Direct(store) => store.dead(&DeadFilter::default(), 10_000).await?,
+        Access::Api(api) => {
+            let (status, body) = api.call(Method::GET, "/admin/dead", None).await?;
+            if !status.is_success() {
+                bail!("cannot list dead entries: {}", api_error(&body));
             }
-            Some((entry, event)) => {
-                let mut v = serde_json::to_value(&entry)?;
+            return print_list_json(&body);
+        }
+    };
+    if dead.is_empty() {
+        println!("no dead entries");
+    }
+    for d in dead {
+        let target = d
+            .target
+            .as_deref()
+            .map(|t| format!(" -> {}", shown_target(t)))
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{}{target}\tattempts={}\t{}",
+            d.id,
+            d.event_id,
+            d.event_type,
+            d.plugin,
+            d.attempts,
+            d.last_error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The same lines as [`list`], from the admin API's JSON.
+fn print_list_json(body: &Value) -> anyhow::Result<ExitCode> {
+    let dead = body["dead"].as_array().cloned().unwrap_or_default();
+    if dead.is_empty() {
+        println!("no dead entries");
+    }
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    for d in dead {
+        let target = d["target"]
+            .as_str()
+            .map(|t| format!(" -> {}", shown_target(t)))
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{}{target}\tattempts={}\t{}",
+            s(&d["id"]),
+            s(&d["event_id"]),
+            s(&d["event_type"]),
+            s(&d["plugin"]),
+            d["attempts"],
+            s(&d["last_error"])
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(access: &Access, id: &str) -> anyhow::Result<ExitCode> {
+    let found: Option<Value> = match access {
+        Access::Direct(store) => {
+            let dead = parse_id(id)?;
+            store.dead_entry(dead).await?.map(|(entry, event)| {
+                let mut v = serde_json::to_value(&entry).unwrap_or_default();
                 v["received_at"] = event.received_at_rfc3339().into();
-                v["data"] = serde_json::from_str(&event.body).unwrap_or(serde_json::Value::Null);
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                Ok(ExitCode::SUCCESS)
+                v["data"] = serde_json::from_str(&event.body).unwrap_or(Value::Null);
+                v
+            })
+        }
+        Access::Api(api) => {
+            parse_id(id)?;
+            let (status, body) = api
+                .call(Method::GET, &format!("/admin/dead/{id}"), None)
+                .await?;
+            match status {
+                StatusCode::NOT_FOUND => None,
+                s if s.is_success() => Some(body),
+                _ => bail!("cannot show {id}: {}", api_error(&body)),
             }
-        },
-        DeadCommand::Replay { id, all } => {
-            let target = match (id, all) {
-                (_, true) => ReplayTarget::All,
-                (Some(id), false) => ReplayTarget::One(id),
-                (None, false) => anyhow::bail!("name an entry (d-N or o-N) or pass --all"),
-            };
-            let one = matches!(target, ReplayTarget::One(_));
-            let bar = indicatif::ProgressBar::new(0).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "replaying {bar:40} {pos}/{len} dead entries",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            let n = replay_offline(path, &target, &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
-            bar.finish_and_clear();
-            if one && n == 0 {
-                eprintln!("no dead entry to replay by that id in {}", path.display());
-                return Ok(ExitCode::FAILURE);
+        }
+    };
+    match found {
+        None => {
+            eprintln!("no dead entry {id:?}");
+            Ok(ExitCode::FAILURE)
+        }
+        Some(mut v) => {
+            if let Some(t) = v["target"].as_str().map(shown_target) {
+                v["target"] = t.into();
             }
-            println!("replayed {n} dead entr{}", if n == 1 { "y" } else { "ies" });
+            println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn replay(access: &Access, id: Option<String>, all: bool) -> anyhow::Result<ExitCode> {
+    let one = match (&id, all) {
+        (_, true) => None,
+        (Some(id), false) => Some(parse_id(id)?),
+        (None, false) => bail!("name an entry (d-N or o-N) or pass --all"),
+    };
+    let spinner = indicatif::ProgressBar::new_spinner().with_message("replaying dead entries");
+    if all {
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+    let n = match access {
+        Access::Direct(store) => {
+            let selection = match one {
+                Some(id) => Selection::Ids(vec![id]),
+                None => Selection::Dead { older_than: None },
+            };
+            store.replay(selection).await?
+        }
+        Access::Api(api) => {
+            let path = match one {
+                Some(id) => format!("/admin/dead/{id}/replay"),
+                None => "/admin/dead/replay".to_string(),
+            };
+            let (status, body) = api.call(Method::POST, &path, Some(json!({}))).await?;
+            match status {
+                StatusCode::NOT_FOUND => 0,
+                s if s.is_success() => body["replayed"].as_u64().unwrap_or(0) as usize,
+                _ => bail!("cannot replay: {}", api_error(&body)),
+            }
+        }
+    };
+    spinner.finish_and_clear();
+    if one.is_some() && n == 0 {
+        eprintln!("no entry to replay by that id");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("replayed {n} dead entr{}", if n == 1 { "y" } else { "ies" });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn purge(
+    access: &Access,
+    older_than: Option<std::time::Duration>,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    let what = match older_than {
+        Some(d) => format!(
+            "every dead entry last attempted more than {} ago",
+            humantime::format_duration(d)
+        ),
+        None => "every dead entry".to_string(),
+    };
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("purge deletes {what} for good; pass --yes to confirm when not on a terminal");
+        }
+        eprint!("Delete {what} for good, with their events? [y/N] ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing purged");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let (entries, events) = match access {
+        Access::Direct(store) => {
+            let p = store
+                .purge(Selection::Dead {
+                    older_than: older_than.map(|d| SystemTime::now() - d),
+                })
+                .await?;
+            (p.entries as u64, p.events as u64)
+        }
+        Access::Api(api) => {
+            let body = match older_than {
+                Some(d) => json!({ "older_than": humantime::format_duration(d).to_string() }),
+                None => json!({}),
+            };
+            let (status, body) = api
+                .call(Method::POST, "/admin/dead/purge", Some(body))
+                .await?;
+            if !status.is_success() {
+                bail!("cannot purge: {}", api_error(&body));
+            }
+            (
+                body["purged"]["entries"].as_u64().unwrap_or(0),
+                body["purged"]["events"].as_u64().unwrap_or(0),
+            )
+        }
+    };
+    println!(
+        "purged {entries} dead entr{} and {events} event{}",
+        if entries == 1 { "y" } else { "ies" },
+        if events == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 //! Owns: argument parsing, exit codes and what each command prints.
 //! Never: holds router logic; each command calls the library.
 
+mod access;
 mod check;
 mod dead;
 mod send;

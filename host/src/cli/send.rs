@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::event::Event;
+use crate::event::EventId;
 use crate::source::presets::{Extractor, NewEnvelope, Preset};
 
 /// Arguments of `hookrouter send`.
@@ -62,7 +62,7 @@ pub fn prepare(
     let src = config
         .source(source)
         .with_context(|| format!("{}: no source named {source:?}", config.path.display()))?;
-    let event_id = id.unwrap_or_else(Event::new_id);
+    let event_id = id.unwrap_or_else(|| EventId::new().to_string());
     let now = SystemTime::now();
     let preset = src.preset.as_deref().and_then(|p| p.parse::<Preset>().ok());
     let mut body = match preset {
@@ -71,7 +71,7 @@ pub fn prepare(
             &NewEnvelope {
                 event_type,
                 event_id: &event_id,
-                subject_id: &Event::new_id(),
+                subject_id: &EventId::new().to_string(),
                 time: now,
             },
         ),

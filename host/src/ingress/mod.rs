@@ -15,15 +15,16 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::event::Event;
+use crate::event::EventId;
 use crate::http::{self, Body};
 use crate::live::Shared;
 use crate::metrics::{METRICS, ReceivedLabels, RejectLabels, SourceLabel, TypeLabel};
-use crate::store::{Ingested, Store, StoreError};
+use crate::store::{Ingested, NewEvent, SharedStore};
 
 /// What the ingress service needs; one per listener, shared behind an `Arc`.
 pub(crate) struct Ingress {
     pub live: Shared,
-    pub store: Store,
+    pub store: SharedStore,
 }
 
 impl Ingress {
@@ -126,7 +127,7 @@ impl Ingress {
             .as_ref()
             .and_then(|x| x.extract(&parts.headers, &value));
         let event = Event {
-            id: Event::new_id(),
+            id: EventId::new(),
             source: name.clone(),
             event_type,
             external_id,
@@ -142,8 +143,7 @@ impl Ingress {
             .map(|p| p.to_string())
             .collect();
         let event_type = event.event_type.clone();
-        let answer = self.store.ingest(event, plugins).await;
-        METRICS.backlog.set(self.store.backlog() as i64);
+        let answer = self.store.ingest(NewEvent { event, plugins }).await;
         let (status, resp) = match answer {
             Ok(Ingested::Stored { id, deliveries }) => {
                 tracing::info!(event_id = %id, source = %name, event_type = %event_type, deliveries, "event stored");
@@ -164,14 +164,11 @@ impl Ingress {
             }
             Err(e) => {
                 tracing::warn!(source = %name, error = %e, "store refused event");
-                let retry = if matches!(e, StoreError::Busy(_)) {
-                    "1"
-                } else {
-                    "5"
-                };
                 let mut resp = http::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static(retry));
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(e.retry_after_secs()),
+                );
                 count(&name, &event_type, StatusCode::SERVICE_UNAVAILABLE);
                 return resp;
             }

@@ -87,7 +87,7 @@ fn event_from_file(path: &Path) -> anyhow::Result<Event> {
         .find_map(|p| json.pointer(p).and_then(|v| v.as_str()))
         .map(str::to_string);
     Ok(Event {
-        id: Event::new_id(),
+        id: crate::event::EventId::new(),
         source: "cli".into(),
         event_type,
         external_id,

@@ -113,7 +113,7 @@ impl Runner {
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
             plugin: ctx.plugin.to_string(),
-            event_id: event.id.clone(),
+            event_id: event.id.to_string(),
             config: config.clone(),
             log_budget: limits.max_output_bytes,
             log_dropped: false,
@@ -123,7 +123,7 @@ impl Runner {
         sandbox::set_deadline(&mut store, limits);
 
         let wit_event = types::Event {
-            id: event.id.clone(),
+            id: event.id.to_string(),
             event_type: event.event_type.clone(),
             source: event.source.clone(),
             received_at: event.received_at_rfc3339(),

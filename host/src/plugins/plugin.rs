@@ -115,9 +115,10 @@ impl Plugin {
         config: &BTreeMap<String, String>,
     ) -> Result<Vec<Action>, PluginError> {
         let engine = &self.inner.engine;
+        let event_id = event.id.to_string();
         let ctx = Context {
             plugin: &self.inner.name,
-            event_id: &event.id,
+            event_id: &event_id,
             limits: &engine.inner.limits,
         };
         let actions = {

@@ -171,8 +171,51 @@ impl Router {
         read_log(&self.dir)
     }
 
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.dir.join("data/hookrouter.db")).unwrap()
+    /// `GET /admin/events/{id}`: the event with its deliveries, forwards and
+    /// attempts, or `None` when the store has no such event.
+    pub fn event(&self, id: &str) -> Option<serde_json::Value> {
+        let resp = client()
+            .get(format!("{}/admin/events/{id}", self.admin))
+            .send()
+            .unwrap();
+        match resp.status().as_u16() {
+            404 => None,
+            200 => Some(resp.json().unwrap()),
+            other => panic!("GET /admin/events/{id}: {other} {}", resp.text().unwrap()),
+        }
+    }
+
+    /// Every event `GET /admin/events?{query}` lists, following the cursor.
+    pub fn events(&self, query: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = format!("limit=1000&{query}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.admin_json(&format!("/admin/events?{q}"));
+            let events = page["events"].as_array().cloned().unwrap_or_else(|| {
+                panic!("GET /admin/events?{q}: {page}");
+            });
+            out.extend(events);
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+
+    /// `GET /admin/store`'s row counts (`events`, `deliveries_pending`, ...).
+    pub fn counts(&self) -> serde_json::Value {
+        self.admin_json("/admin/store")["counts"].clone()
+    }
+
+    /// The deliveries of event `id` (from `GET /admin/events/{id}`).
+    pub fn deliveries(&self, id: &str) -> Vec<serde_json::Value> {
+        self.event(id)
+            .map(|e| e["deliveries"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 
@@ -242,16 +285,9 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
 }
 
 /// Waits until no delivery is pending (each is done or dead), up to `secs` seconds.
-pub fn wait_settled(db: &rusqlite::Connection, secs: u64) {
+pub fn wait_settled(r: &Router, secs: u64) {
     wait_for(secs, "every delivery to settle", || {
-        let pending: i64 = db
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE state = 'pending'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        (pending == 0).then_some(())
+        (r.counts()["deliveries_pending"] == 0).then_some(())
     });
 }
 

@@ -55,7 +55,7 @@ pub fn load(engine: &PluginEngine, path: &PathBuf) -> Plugin {
 /// An event of this type and body.
 pub fn event(event_type: &str, body: serde_json::Value) -> Event {
     Event {
-        id: Event::new_id(),
+        id: hookrouter::event::EventId::new(),
         source: "optum".into(),
         event_type: event_type.into(),
         external_id: None,

@@ -1,0 +1,121 @@
+//! Deleting: pruning finished event trees past the retention, expired dedupe
+//! records, and purged dead letters.
+//!
+//! Owns: which rows may go and the order they go in (attempts, forwards,
+//! deliveries, then events), inside the writer's transaction.
+//! Never: deletes anything pending or dead, or an event whose emitted
+//! descendants are not finished (their emit budget lives on the root).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::ops::adjust;
+use crate::store::DeadId;
+
+/// Deletes one event (not its descendants) with its rows.
+fn delete_event(tx: &Connection, id: &str) -> rusqlite::Result<usize> {
+    for sql in [
+        "DELETE FROM attempts WHERE event_id = ?1",
+        "DELETE FROM outbox WHERE event_id = ?1",
+        "DELETE FROM deliveries WHERE event_id = ?1",
+    ] {
+        tx.prepare_cached(sql)?.execute([id])?;
+    }
+    tx.prepare_cached("DELETE FROM events WHERE id = ?1")?
+        .execute([id])
+}
+
+/// Deletes every event of the tree rooted at `root`, with their rows.
+fn delete_tree(tx: &Connection, root: &str) -> rusqlite::Result<usize> {
+    let members: Vec<String> = tx
+        .prepare_cached("SELECT id FROM events WHERE root_id = ?1")?
+        .query_map([root], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut n = 0;
+    for id in &members {
+        n += delete_event(tx, id)?;
+    }
+    Ok(n)
+}
+
+/// Whether anything of the tree rooted at `root` is still pending or dead.
+fn tree_open(tx: &Connection, root: &str) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE root_id = ?1 AND status IN ('pending', 'dead'))",
+    )?
+    .query_row([root], |r| r.get(0))
+}
+
+/// Deletes up to `batch` finished trees whose root arrived before `cutoff`
+/// (unix ms); returns how many events went.
+pub(super) fn prune_events(tx: &Connection, cutoff: i64, batch: usize) -> rusqlite::Result<usize> {
+    // The partial index events_prunable holds exactly the finished roots.
+    let roots: Vec<String> = tx
+        .prepare_cached(
+            "SELECT id FROM events
+             WHERE root_id = id AND status IN ('done', 'unrouted') AND received_at < ?1
+             ORDER BY received_at LIMIT ?2",
+        )?
+        .query_map(params![cutoff, batch as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut n = 0;
+    for root in roots {
+        if !tree_open(tx, &root)? {
+            n += delete_tree(tx, &root)?;
+        }
+    }
+    Ok(n)
+}
+
+/// Deletes up to `batch` dedupe records older than `cutoff` whose event is gone
+/// (a kept event is always its own duplicate, however old).
+pub(super) fn prune_dedupe(tx: &Connection, cutoff: i64, batch: usize) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "DELETE FROM dedupe WHERE (source, external_id) IN (
+             SELECT source, external_id FROM dedupe
+             WHERE received_at < ?1 AND NOT EXISTS (SELECT 1 FROM events WHERE id = dedupe.event_id)
+             LIMIT ?2)",
+    )?
+    .execute(params![cutoff, batch as i64])
+}
+
+/// Deletes one dead entry; then its event, if nothing else of it (and, for a
+/// root, of its tree) is pending or dead. Returns (entry deleted, events deleted).
+pub(super) fn purge_one(tx: &Connection, id: DeadId) -> rusqlite::Result<(bool, usize)> {
+    let (delete, attempts, key) = match id {
+        DeadId::Delivery(d) => (
+            "DELETE FROM deliveries WHERE id = ?1 AND state = 'dead' RETURNING event_id",
+            "DELETE FROM attempts WHERE delivery_id = ?1",
+            d.key(),
+        ),
+        DeadId::Forward(o) => (
+            "DELETE FROM outbox WHERE id = ?1 AND state = 'dead' RETURNING event_id",
+            "DELETE FROM attempts WHERE forward_id = ?1",
+            o.key(),
+        ),
+    };
+    let event_id: Option<String> = tx
+        .prepare_cached(delete)?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    let Some(event_id) = event_id else {
+        return Ok((false, 0));
+    };
+    tx.prepare_cached(attempts)?.execute([key])?;
+    adjust(tx, &event_id, 0, -1)?;
+    let (root, status): (String, String) = tx
+        .prepare_cached("SELECT root_id, status FROM events WHERE id = ?1")?
+        .query_row([&event_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if status != "done" {
+        return Ok((true, 0));
+    }
+    let gone = if root == event_id {
+        if tree_open(tx, &root)? {
+            0
+        } else {
+            delete_tree(tx, &root)?
+        }
+    } else {
+        delete_event(tx, &event_id)?
+    };
+    Ok((true, gone))
+}

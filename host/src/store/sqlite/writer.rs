@@ -1,0 +1,304 @@
+//! The single writer thread and group commit.
+//!
+//! Owns: draining queued commands, applying them in one transaction, committing
+//! once (one fsync for the whole batch), then answering each caller. If any
+//! command fails, the batch rolls back and each command is redone alone, except
+//! when the disk is full: then the whole batch is refused at once.
+//! Never: answers a caller before the commit that holds its data has returned.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{ops, retain};
+use crate::event::unix_ms;
+use crate::store::{
+    ClaimedDelivery, ClaimedForward, DeadId, DeliveryClaim, DeliveryId, DeliveryOutcome, Finished,
+    ForwardId, ForwardOutcome, Ingested, LeaseToken, NewEvent, Pruned, Purged, Retention,
+    StoreError, Work,
+};
+
+/// Upper bound on commands per transaction, so one batch cannot grow without end.
+const MAX_BATCH: usize = 1024;
+
+/// Which workers a committed batch gave something to do.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Wake {
+    pub deliveries: bool,
+    pub forwards: bool,
+}
+
+impl std::ops::BitOrAssign for Wake {
+    fn bitor_assign(&mut self, o: Wake) {
+        self.deliveries |= o.deliveries;
+        self.forwards |= o.forwards;
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(super) enum Command {
+    Ingest(NewEvent, Reply<Ingested>),
+    ClaimDeliveries(DeliveryClaim, Reply<Vec<ClaimedDelivery>>),
+    FinishDelivery(DeliveryId, LeaseToken, DeliveryOutcome, Reply<Finished>),
+    ClaimForwards(usize, Duration, Reply<Vec<ClaimedForward>>),
+    FinishForward(ForwardId, LeaseToken, ForwardOutcome, Reply<Finished>),
+    Replay(Vec<DeadId>, Reply<usize>),
+    Purge(Vec<DeadId>, Reply<Purged>),
+    Prune(Retention, Reply<Pruned>),
+    ReleaseLeases(Reply<usize>),
+}
+
+/// What a command produced, sent to its caller once the batch is committed.
+enum Answer {
+    Ingested(Ingested),
+    Deliveries(Vec<ClaimedDelivery>),
+    Forwards(Vec<ClaimedForward>),
+    Finished(Finished),
+    Count(usize),
+    Purged(Purged),
+    Pruned(Pruned),
+}
+
+/// Shared between the writer and the store handle.
+pub(super) struct WriterState {
+    pub queued: AtomicUsize,
+    /// Set while commits fail for lack of space; cleared by the next success.
+    pub full: AtomicBool,
+    pub alive: AtomicBool,
+}
+
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub state: Arc<WriterState>,
+    pub wake: Arc<crate::store::Wake>,
+    /// This process's name on the leases it takes.
+    pub owner: String,
+    /// When "disk full" was last logged (it is logged once a minute, not per request).
+    pub full_logged: Option<Instant>,
+}
+
+impl Writer {
+    pub fn run(mut self, rx: Receiver<Command>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+        }
+        self.state.alive.store(false, Ordering::Relaxed);
+    }
+
+    /// Applies one batch and answers every command in it.
+    pub(super) fn process(&mut self, batch: Vec<Command>) {
+        let n = batch.len();
+        let mut wake = Wake::default();
+        match self.transaction(&batch, &mut wake) {
+            Ok(answers) => {
+                self.space_returned();
+                for (cmd, answer) in batch.into_iter().zip(answers) {
+                    reply(cmd, Ok(answer));
+                }
+            }
+            Err(e) if is_full(&e) => {
+                // Redoing the commands one by one cannot help: refuse them all.
+                self.out_of_space(&e);
+                let err = StoreError::Full(e.to_string());
+                for cmd in batch {
+                    reply(cmd, Err(err.clone()));
+                }
+            }
+            Err(e) if n == 1 => {
+                tracing::error!(error = %e, "store write failed");
+                reply_all(batch, &e);
+            }
+            Err(e) => {
+                // One command (or the commit) failed and the whole batch rolled
+                // back: redo each alone, so one bad command fails alone.
+                tracing::warn!(error = %e, batch = n, "store batch failed; retrying its commands one by one");
+                for cmd in batch {
+                    match self.transaction(std::slice::from_ref(&cmd), &mut wake) {
+                        Ok(mut a) => match a.pop() {
+                            Some(answer) => reply(cmd, Ok(answer)),
+                            None => reply_all(vec![cmd], &rusqlite::Error::InvalidQuery),
+                        },
+                        Err(e) if is_full(&e) => {
+                            self.out_of_space(&e);
+                            reply(cmd, Err(StoreError::Full(e.to_string())));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "store write failed");
+                            reply_all(vec![cmd], &e);
+                        }
+                    }
+                }
+            }
+        }
+        self.state.queued.fetch_sub(n, Ordering::Relaxed);
+        if wake.deliveries {
+            self.wake.notify(Work::Deliveries);
+        }
+        if wake.forwards {
+            self.wake.notify(Work::Forwards);
+        }
+        crate::metrics::observe_batch(n);
+    }
+
+    fn out_of_space(&mut self, e: &rusqlite::Error) {
+        self.state.full.store(true, Ordering::Relaxed);
+        let due = self
+            .full_logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            self.full_logged = Some(Instant::now());
+            tracing::error!(error = %e, "store is out of disk space: ingress answers 503 until space returns (logged once a minute)");
+        }
+    }
+
+    fn space_returned(&mut self) {
+        if self.state.full.swap(false, Ordering::Relaxed) {
+            self.full_logged = None;
+            tracing::info!("store has disk space again; accepting events");
+        }
+    }
+
+    /// Applies `batch` in one transaction and one fsync (no per-command
+    /// savepoints: on any error the whole transaction rolls back and the caller
+    /// redoes the commands one by one).
+    fn transaction(&mut self, batch: &[Command], wake: &mut Wake) -> rusqlite::Result<Vec<Answer>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = unix_ms(SystemTime::now());
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut made_work = Wake::default();
+        for cmd in batch {
+            answers.push(apply(&tx, cmd, &self.owner, now, &mut made_work)?);
+        }
+        tx.commit()?;
+        *wake |= made_work;
+        Ok(answers)
+    }
+}
+
+fn apply(
+    tx: &Connection,
+    cmd: &Command,
+    owner: &str,
+    now: i64,
+    wake: &mut Wake,
+) -> rusqlite::Result<Answer> {
+    Ok(match cmd {
+        Command::Ingest(new, _) => {
+            let r = ops::ingest(tx, new, None, now)?;
+            wake.deliveries |= matches!(r, Ingested::Stored { deliveries, .. } if deliveries > 0);
+            Answer::Ingested(r)
+        }
+        Command::ClaimDeliveries(claim, _) => {
+            Answer::Deliveries(ops::claim_deliveries(tx, claim, owner, now)?)
+        }
+        Command::FinishDelivery(id, token, outcome, _) => {
+            Answer::Finished(ops::finish_delivery(tx, *id, *token, outcome, now, wake)?)
+        }
+        Command::ClaimForwards(limit, lease, _) => {
+            Answer::Forwards(ops::claim_forwards(tx, *limit, *lease, owner, now)?)
+        }
+        Command::FinishForward(id, token, outcome, _) => {
+            let f = ops::finish_forward(tx, *id, *token, outcome, now)?;
+            wake.forwards |= matches!(outcome, ForwardOutcome::Release);
+            Answer::Finished(f)
+        }
+        Command::Replay(ids, _) => {
+            let mut n = 0;
+            for id in ids {
+                if ops::replay_one(tx, *id, now)? {
+                    n += 1;
+                    match id {
+                        DeadId::Delivery(_) => wake.deliveries = true,
+                        DeadId::Forward(_) => wake.forwards = true,
+                    }
+                }
+            }
+            Answer::Count(n)
+        }
+        Command::Purge(ids, _) => {
+            let mut purged = Purged::default();
+            for id in ids {
+                let (entry, events) = retain::purge_one(tx, *id)?;
+                purged.entries += usize::from(entry);
+                purged.events += events;
+            }
+            Answer::Purged(purged)
+        }
+        Command::Prune(policy, _) => {
+            let cutoff = |d: Duration| now.saturating_sub(d.as_millis() as i64);
+            Answer::Pruned(Pruned {
+                events: retain::prune_events(tx, cutoff(policy.retention), policy.batch)?,
+                dedupe: retain::prune_dedupe(tx, cutoff(policy.dedupe_horizon), policy.batch)?,
+            })
+        }
+        Command::ReleaseLeases(_) => {
+            let n = ops::release_leases(tx, owner)?;
+            wake.deliveries |= n > 0;
+            wake.forwards |= n > 0;
+            Answer::Count(n)
+        }
+    })
+}
+
+/// SQLite's "database or disk is full", or the OS's ENOSPC / EDQUOT under an I/O error.
+fn is_full(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            f.code == rusqlite::ErrorCode::DiskFull
+                || (f.code == rusqlite::ErrorCode::SystemIoFailure
+                    && msg.as_deref().is_some_and(|m| m.contains("space")))
+        }
+        _ => false,
+    }
+}
+
+/// Sends each command's answer on its own reply channel.
+fn reply(cmd: Command, answer: Result<Answer, StoreError>) {
+    fn send<T>(tx: Reply<T>, v: Result<T, StoreError>) {
+        let _ = tx.send(v);
+    }
+    let mismatch = || StoreError::Unavailable("internal: answer does not fit its command".into());
+    match (cmd, answer) {
+        (Command::Ingest(_, r), Ok(Answer::Ingested(v))) => send(r, Ok(v)),
+        (Command::ClaimDeliveries(_, r), Ok(Answer::Deliveries(v))) => send(r, Ok(v)),
+        (Command::ClaimForwards(_, _, r), Ok(Answer::Forwards(v))) => send(r, Ok(v)),
+        (Command::FinishDelivery(.., r), Ok(Answer::Finished(v))) => send(r, Ok(v)),
+        (Command::FinishForward(.., r), Ok(Answer::Finished(v))) => send(r, Ok(v)),
+        (Command::Replay(_, r), Ok(Answer::Count(v))) => send(r, Ok(v)),
+        (Command::ReleaseLeases(r), Ok(Answer::Count(v))) => send(r, Ok(v)),
+        (Command::Purge(_, r), Ok(Answer::Purged(v))) => send(r, Ok(v)),
+        (Command::Prune(_, r), Ok(Answer::Pruned(v))) => send(r, Ok(v)),
+        (cmd, answer) => {
+            let e = answer.err().unwrap_or_else(mismatch);
+            match cmd {
+                Command::Ingest(_, r) => send(r, Err(e)),
+                Command::ClaimDeliveries(_, r) => send(r, Err(e)),
+                Command::ClaimForwards(_, _, r) => send(r, Err(e)),
+                Command::FinishDelivery(.., r) | Command::FinishForward(.., r) => send(r, Err(e)),
+                Command::Replay(_, r) | Command::ReleaseLeases(r) => send(r, Err(e)),
+                Command::Purge(_, r) => send(r, Err(e)),
+                Command::Prune(_, r) => send(r, Err(e)),
+            }
+        }
+    }
+}
+
+fn reply_all(batch: Vec<Command>, e: &rusqlite::Error) {
+    for cmd in batch {
+        reply(cmd, Err(StoreError::Unavailable(e.to_string())));
+    }
+}
