@@ -74,24 +74,30 @@ impl Router {
 
     /// Like [`Router::start_existing`], with extra command-line arguments.
     pub fn start_with_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Router {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(dir.join("router.toml"))
+            .args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Router::spawn(dir, cmd)
+    }
+
+    /// Starts `cmd` (the binary, or a wrapper that ends up running it) with the
+    /// harness's logging, and waits for its "listening" line.
+    pub fn spawn(dir: &Path, mut cmd: Command) -> Router {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("router.log"))
             .unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(dir.join("router.toml"))
-            .args(args)
-            .env("RUST_LOG", "info")
+        cmd.env("RUST_LOG", "info")
             .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().expect("start hookrouter");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -39,7 +39,10 @@ use crate::store::{
 const CHUNK: usize = 500;
 
 /// How often the checkpointer copies the WAL back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Past this size the WAL is started over (see [`spawn_checkpointer`]).
+pub(super) const WAL_BOUND: u64 = 32 << 20;
 
 /// A handle to the SQLite store; share it behind an `Arc`.
 pub struct SqliteStore {
@@ -171,11 +174,17 @@ fn gone() -> StoreError {
 }
 
 /// Copies committed WAL frames into the database file, off the writer's
-/// thread. Passive checkpoints never block the writer; once one has caught up,
-/// the writer starts the WAL over, and `journal_size_limit` cuts the file back:
-/// the WAL stays bounded under sustained load.
+/// thread. Passive checkpoints never block the writer, but under sustained load
+/// they never quite catch up, and the WAL is only started over once one has. So
+/// when the WAL passes [`WAL_BOUND`], a RESTART checkpoint copies what the passive
+/// ones left (little, as they run often) while holding the writer back for just
+/// that long, and makes the writer start the WAL over; `journal_size_limit` then
+/// cuts the file back. The WAL stays bounded under any load.
 fn spawn_checkpointer(path: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let path = path.to_path_buf();
+    let mut wal = path.as_os_str().to_os_string();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
@@ -185,8 +194,10 @@ fn spawn_checkpointer(path: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<()> 
             };
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::debug!(error = %e, "checkpoint failed; retrying");
+                let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_BOUND);
+                let mode = if big { "RESTART" } else { "PASSIVE" };
+                if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+                    tracing::debug!(error = %e, mode, "checkpoint failed; retrying");
                 }
             }
         })

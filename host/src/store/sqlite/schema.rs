@@ -174,6 +174,6 @@ pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     // Checkpoints run on a connection of their own (see `maintain`), never
     // inside the writer's commit; after one, the WAL file is cut back to this.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
+    conn.pragma_update(None, "journal_size_limit", super::WAL_BOUND as i64)?;
     Ok(conn)
 }
