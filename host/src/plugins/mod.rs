@@ -29,14 +29,17 @@
 mod cache;
 pub mod cli;
 mod command;
+mod compile;
 mod component;
+mod deadline;
 mod engine;
 mod error;
 mod plugin;
+mod poll_oneoff;
 mod registry;
 mod sandbox;
 
-pub use engine::{EngineOptions, Limits, PluginEngine};
+pub use engine::{EngineOptions, Limits, MAX_HOPS, PluginEngine};
 pub use error::PluginError;
 pub use plugin::{Plugin, PluginKind};
 pub use registry::{PluginRegistry, PluginSet, plugin_name};
