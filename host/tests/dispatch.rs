@@ -99,7 +99,9 @@ config = {{ emit_type = "loop" }}
             .any(|(k, _)| k == "x-hookrouter-event-id")
     );
 
-    // An emit loop runs 8 hops and is cut: events at hops 0..=8, no more.
+    // An emit loop runs 8 hops and is cut: events at hops 0..=8, no more. The run
+    // at hop 8, whose emit would be hop 9, fails as emit_budget and is dead at
+    // once (one attempt); the ones before it are done.
     send(&r, "loop", "l-1");
     let db = r.db();
     let count = |db: &rusqlite::Connection| -> (i64, i64) {
@@ -113,10 +115,10 @@ config = {{ emit_type = "loop" }}
     wait_for(20, "the loop to reach hop 8", || {
         (count(&db).1 == 8).then_some(())
     });
-    wait_for(20, "the last loop delivery to finish", || {
+    wait_for(20, "the last loop delivery to settle", || {
         let pending: i64 = db
             .query_row(
-                "SELECT count(*) FROM deliveries WHERE plugin = 'looper' AND state != 'done'",
+                "SELECT count(*) FROM deliveries WHERE plugin = 'looper' AND state = 'pending'",
                 [],
                 |row| row.get(0),
             )
@@ -125,8 +127,42 @@ config = {{ emit_type = "loop" }}
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(&db), (9, 8), "an emit chain is cut after 8 hops");
+    let states: Vec<(i64, String, i64, String)> = db
+        .prepare(
+            "SELECT e.hops, d.state, d.attempts, coalesce(d.last_error, '') FROM deliveries d
+             JOIN events e ON e.id = d.event_id WHERE d.plugin = 'looper' ORDER BY e.hops",
+        )
+        .unwrap()
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(states.len(), 9);
+    assert!(states[..8].iter().all(|s| s.1 == "done"), "{states:?}");
+    let last = &states[8];
+    assert_eq!(
+        (last.0, last.1.as_str(), last.2),
+        (8, "dead", 1),
+        "{states:?}"
+    );
+    assert!(
+        last.3.contains("exceeded its emit budget") && last.3.contains("would be hop 9"),
+        "{}",
+        last.3
+    );
     assert_eq!(sink.on("/sink").len(), 1, "the forward was sent once");
-    assert!(r.log().contains("emit chain cut at 8 hops"));
+    let metrics = client()
+        .get(format!("{}/metrics", r.admin))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("hookrouter_dead_letters_total{kind=\"emit_budget\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]

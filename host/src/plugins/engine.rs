@@ -127,6 +127,8 @@ pub(crate) struct EngineInner {
     pub(crate) command_linker: wasmtime::Linker<command::State>,
     pub(crate) permits: Permits,
     pub(crate) cache_dir: Option<PathBuf>,
+    /// The cache folder was refused (warned once).
+    pub(crate) cache_refused: AtomicBool,
     pub(crate) compiles: AtomicU64,
     stop: Arc<AtomicBool>,
     ticker: Mutex<Option<JoinHandle<()>>>,
@@ -218,6 +220,7 @@ impl PluginEngine {
                 command_linker,
                 permits: Permits::new(slots as usize),
                 cache_dir: options.cache_dir,
+                cache_refused: AtomicBool::new(false),
                 compiles: AtomicU64::new(0),
                 stop,
                 ticker: Mutex::new(Some(ticker)),
@@ -283,6 +286,11 @@ impl PluginEngine {
         self.inner
             .compiler
             .submit(move || engine.load(&name, &bytes))
+    }
+
+    /// The largest memory cap a run may have (what the pool was sized for).
+    pub fn max_memory_bytes(&self) -> usize {
+        self.inner.max_memory_bytes
     }
 
     /// Plugin files larger than this are refused unread.
