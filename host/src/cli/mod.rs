@@ -73,12 +73,15 @@ pub(crate) fn load_for_tools(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load_with_env(path, &env)?)
 }
 
-/// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `info`).
+/// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `info`). Colours
+/// only on a terminal: a log file holds plain text.
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -51,7 +51,7 @@ pub(crate) fn component(
 ) -> wasmtime::Result<Component> {
     let inner = &engine.inner;
     let Some(dir) = trusted_dir(engine) else {
-        inner.compiles.fetch_add(1, Ordering::Relaxed);
+        compiling(engine, version, bytes);
         return Component::new(&inner.engine, bytes);
     };
     let path = entry_path(&inner.engine, dir, version, "component");
@@ -60,12 +60,7 @@ pub(crate) fn component(
     {
         return Ok(component);
     }
-    inner.compiles.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        version = &version[..12.min(version.len())],
-        kib = bytes.len() / 1024,
-        "compiling a plugin not in the cache (large ones take seconds)"
-    );
+    compiling(engine, version, bytes);
     let compiled = inner.engine.precompile_component(bytes)?;
     write(&path, &compiled);
     unsafe_component(&inner.engine, &compiled)
@@ -79,7 +74,7 @@ pub(crate) fn module(
 ) -> wasmtime::Result<Module> {
     let inner = &engine.inner;
     let Some(dir) = trusted_dir(engine) else {
-        inner.compiles.fetch_add(1, Ordering::Relaxed);
+        compiling(engine, version, bytes);
         return Module::new(&inner.engine, bytes);
     };
     let path = entry_path(&inner.engine, dir, version, "module");
@@ -88,15 +83,24 @@ pub(crate) fn module(
     {
         return Ok(module);
     }
-    inner.compiles.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        version = &version[..12.min(version.len())],
-        kib = bytes.len() / 1024,
-        "compiling a plugin not in the cache (large ones take seconds)"
-    );
+    compiling(engine, version, bytes);
     let compiled = inner.engine.precompile_module(bytes)?;
     write(&path, &compiled);
     unsafe_module(&inner.engine, &compiled)
+}
+
+/// Counts a compile, and logs it when a cache was configured (without one, as in
+/// tests and `run-plugin`, every load compiles).
+fn compiling(engine: &PluginEngine, version: &str, bytes: &[u8]) {
+    let inner = &engine.inner;
+    inner.compiles.fetch_add(1, Ordering::Relaxed);
+    if inner.cache_dir.is_some() {
+        tracing::info!(
+            version = &version[..12.min(version.len())],
+            kib = bytes.len() / 1024,
+            "compiling a plugin not in the cache (large ones take seconds)"
+        );
+    }
 }
 
 /// `<dir>/<sha256>-<engine hash>.<kind>.cwasm`: a new wasmtime version or a changed
