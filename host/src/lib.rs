@@ -10,8 +10,9 @@
 //! 3. [`store`] — the event and one delivery per plugin are committed by the
 //!    group-committing writer; only then does the ingress answer `202`.
 //! 4. [`dispatch`] — workers lease due deliveries and run each in a fresh
-//!    sandboxed instance from [`plugins`]; the outcome is stored atomically with
-//!    its effects (forwards, emitted events) or scheduled for retry / dead-lettered.
+//!    sandboxed instance from [`plugins`], sharing the workers fairly between
+//!    plugins (`scheduler`); the outcome is stored atomically with its effects
+//!    (forwards, emitted events) or scheduled for retry / dead-lettered.
 //! 5. [`outbox`] — forwards are POSTed by the host, with their own retries.
 //! 6. [`reload`] — a watcher swaps the plugin set and the [`config`] atomically.
 //!
