@@ -161,8 +161,7 @@ async fn drive(
     }
     stop_tx.send(true).unwrap();
     pool.await.unwrap();
-    let log = log.lock().unwrap().clone();
-    log
+    log.lock().unwrap().clone()
 }
 
 #[tokio::test(start_paused = true)]
