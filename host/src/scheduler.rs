@@ -3,9 +3,10 @@
 //!
 //! A plugin holds at most its quota of the workers while another plugin has work
 //! waiting; a plugin alone may use every worker. The next free worker goes to the
-//! next plugin in turn that is under its quota, so when every run of one plugin
-//! lasts until its deadline, another plugin's work waits at most about one
-//! deadline (until the first of those runs ends). Each plugin may claim ahead only
+//! plugin under its quota that runs the fewest items (the next in turn among
+//! equals), so when every run of one plugin lasts until its deadline, another
+//! plugin's work waits at most about one deadline (until the first of those runs
+//! ends), and then gets its share of the workers, not just of the starts. Each plugin may claim ahead only
 //! its part of the prefetch window, so one plugin's backlog cannot fill the local
 //! queues either.
 //!
@@ -113,9 +114,12 @@ impl<T> Queues<T> {
                 .any(|key| self.keys.get(key).is_none_or(|k| k.queued.is_empty()))
     }
 
-    /// The next item to start, if a worker is free: from the first key in turn
-    /// that is under `quota(key)`, or that is the only key with work waiting.
-    /// That key then goes to the back of the turn.
+    /// The next item to start, if a worker is free: from the key that runs the
+    /// fewest items among those under `quota(key)` (or the only key with work
+    /// waiting), the first in turn among equals. That key then goes to the back of
+    /// the turn. Counting what runs, not what started, keeps the share fair in
+    /// time: a plugin whose runs are quick is not held to one start per turn of
+    /// plugins whose runs last until their deadline.
     pub(crate) fn next(&mut self, quota: &dyn Fn(&str) -> usize) -> Option<(String, T)> {
         if self.running >= self.workers {
             return None;
@@ -125,13 +129,16 @@ impl<T> Queues<T> {
                 .backlog
                 .iter()
                 .all(|key| self.turn.front() == Some(key));
-        let pos = self.turn.iter().position(|key| {
-            alone
-                || self
-                    .keys
-                    .get(key)
-                    .is_some_and(|k| k.running < quota(key).max(1))
-        })?;
+        let pos = self
+            .turn
+            .iter()
+            .enumerate()
+            .filter_map(|(pos, key)| {
+                let running = self.keys.get(key)?.running;
+                (alone || running < quota(key).max(1)).then_some((running, pos))
+            })
+            .min()?
+            .1;
         let key = self.turn.remove(pos)?;
         let k = self.keys.get_mut(&key)?;
         let item = k.queued.pop_front()?;

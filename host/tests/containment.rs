@@ -39,6 +39,7 @@ fn post(r: &Router, body: Value) {
 
 #[test]
 fn sleepers_end_at_their_deadline_free_their_threads_and_never_hold_up_a_neighbour() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     install_bytes(dir.path(), "sleepy_cmd", &wat_fixture("cmd_sleep"));
     install_plugin(dir.path(), &fixture("sleeper"), "sleepy_comp");
@@ -146,6 +147,7 @@ plugins = ["neighbour"]
 
 #[test]
 fn a_plugin_spinning_to_its_deadline_cannot_hold_every_worker() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     install_plugin(dir.path(), &fixture("hostile"), "busy");
     install_plugin(dir.path(), &fixture("relay"), "second");

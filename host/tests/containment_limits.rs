@@ -44,6 +44,7 @@ fn post(r: &Router, body: Value) -> String {
 
 #[test]
 fn a_run_over_its_emit_budget_is_dead_at_once_without_effects() {
+    let _serial = one_at_a_time();
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
     install_plugin(dir.path(), &fixture("hostile"), "bomb");
@@ -107,6 +108,7 @@ plugins = ["bomb", "good"]
 
 #[test]
 fn a_file_over_max_plugin_bytes_is_refused_unread_and_a_slow_compile_delays_no_other_reload() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     install_plugin(dir.path(), &fixture("relay"), "steady");
     let cfg =
@@ -172,6 +174,7 @@ fn a_file_over_max_plugin_bytes_is_refused_unread_and_a_slow_compile_delays_no_o
 
 #[test]
 fn a_cache_folder_others_can_write_is_refused_with_a_warning() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     install_plugin(dir.path(), &fixture("relay"), "p");
     let cfg = config("\n[[routes]]\nevents = [\"*\"]\nplugins = [\"p\"]\n");
@@ -223,6 +226,7 @@ fn a_cache_folder_others_can_write_is_refused_with_a_warning() {
 
 #[test]
 fn plugin_output_cannot_forge_log_lines_and_is_capped_per_run() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     install_plugin(dir.path(), &fixture("hostile"), "forger");
     install_bytes(dir.path(), "cmd_forger", &wat_fixture("cmd_forge"));

@@ -71,6 +71,36 @@ fn keys_under_quota_take_turns() {
 }
 
 #[test]
+fn a_quick_plugin_gets_its_share_of_workers_beside_slow_ones() {
+    // Two slow plugins hold the four workers; a quick one's work arrives.
+    let mut q = Queues::new(4, 8);
+    for i in 0..8 {
+        q.push("slow_a", i);
+        q.push("slow_b", i);
+    }
+    for _ in 0..4 {
+        q.next(&half(4)).unwrap();
+    }
+    for i in 0..4 {
+        q.push("quick", i);
+    }
+    // The first worker to free goes to quick, which runs fewer than the others
+    // (slow_a is first in turn, but still runs one).
+    q.done("slow_a");
+    assert_eq!(q.next(&half(4)).map(|(k, _)| k).as_deref(), Some("quick"));
+    // Each quick run that ends hands its worker to quick's next item, not to the
+    // slow plugins waiting in turn: quick gets a share of the workers in time,
+    // not one start per round of 200 ms runs.
+    for _ in 0..3 {
+        q.done("quick");
+        assert_eq!(q.next(&half(4)).map(|(k, _)| k).as_deref(), Some("quick"));
+    }
+    // Quick's queue is empty: the next worker goes to the slow plugin running fewer.
+    q.done("quick");
+    assert_eq!(q.next(&half(4)).map(|(k, _)| k).as_deref(), Some("slow_a"));
+}
+
+#[test]
 fn room_splits_the_prefetch_window_among_plugins() {
     let mut q: Queues<u32> = Queues::new(4, 8);
     assert_eq!(

@@ -117,3 +117,11 @@ pub fn duration_buckets(text: &str, plugin: &str) -> Vec<(f64, f64)> {
         })
         .collect()
 }
+
+/// Held by each test of a file for its whole run: these tests measure bounds that
+/// follow from deadlines, and a neighbour test spinning the same two cores would
+/// blur them.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
