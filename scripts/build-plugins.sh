@@ -79,7 +79,7 @@ fi
 
 if [[ $what == all || $what == fixtures ]]; then
   rust_wasm "$root/tests/fixtures/Cargo.toml"
-  for crate in hostile relay trivial; do
+  for crate in hostile relay sleeper trivial; do
     install_if_changed "$wasm_target/wasm32-wasip2/release/$crate.wasm" "$fixtures/$crate.wasm"
   done
 fi

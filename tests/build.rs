@@ -29,6 +29,8 @@ fn main() {
         "tests/fixtures/hostile/src",
         "tests/fixtures/trivial/src",
         "tests/fixtures/relay/src",
+        "tests/fixtures/sleeper/src",
+        "tests/fixtures/sleeper/wit",
         "tests/fixtures/wat",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());

@@ -7,7 +7,10 @@
 //!
 //! Per-event cost (fresh store + instantiate + call + drop) of a trivial component
 //! and a trivial command module, pooling vs on-demand, beside a native call of the
-//! same handler; then compile and cached-load time of each example plugin.
+//! same handler, and of a component that makes one zero-length `wasi:io/poll` wait
+//! (the host call that deadlines shadow); then compile and cached-load time of each
+//! example plugin. Uses only the API that predates the containment work, so the
+//! same program measures an older build for a before/after in one sitting.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +73,15 @@ fn main() {
             });
             report(&format!("{} ({}), {mode}", name, plugin.kind()), times);
         }
+        let sleeper = load(&engine, &fixtures.join("sleeper.wasm"));
+        let nap = Event {
+            body: r#"{"do":"nap","ms":0}"#.into(),
+            ..event.clone()
+        };
+        let times = measure(|| {
+            std::hint::black_box(sleeper.run(&nap, 1, &config).expect("runs"));
+        });
+        report(&format!("sleeper, one 0 ms wasi:io/poll, {mode}"), times);
     }
 
     println!("\nexample plugins, ms:");

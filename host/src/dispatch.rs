@@ -1,10 +1,12 @@
 //! Dispatch: due delivery → plugin → outcome recorded with its effects.
 //!
-//! Owns: leasing due deliveries, running each in a fresh instance on a blocking
-//! thread (bounded by `plugins.workers`), and turning the result into one store
-//! transaction: forwards into the outbox, emits into new routed events, or a
-//! retry with backoff, or a dead letter.
-//! Never: answers HTTP or performs a forward itself (the outbox does the I/O).
+//! Owns: leasing due deliveries per plugin, running each in a fresh instance on a
+//! blocking thread (bounded by `plugins.workers`, shared fairly between plugins by
+//! the [`crate::scheduler`]), and turning the result into one store transaction:
+//! forwards into the outbox, emits into new routed events, or a retry with
+//! backoff, or a dead letter.
+//! Never: answers HTTP, performs a forward itself (the outbox does the I/O), or
+//! lets go of a worker while its plugin thread still runs.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,25 +19,28 @@ use crate::event::{Action, Event, EventId, unix_ms};
 use crate::live::Shared;
 use crate::metrics::{self, InvocationLabels, KindLabel, METRICS, PluginLabel};
 use crate::plugins::{PluginError, PluginRegistry};
+use crate::scheduler::{self, Room};
 use crate::store::{
     AttemptTiming, ClaimedDelivery, DeliveryClaim, DeliveryOutcome, Emitted, Finished, NewForward,
     SharedStore, Work,
 };
 
-/// `emit` chains longer than this are cut.
-pub const MAX_HOPS: u32 = 8;
+/// `emit` chains longer than this fail the run that would extend them.
+pub use crate::plugins::MAX_HOPS;
 
-/// How long a claimed delivery stays leased beyond its plugin's timeout.
+/// How long a claimed delivery stays leased beyond the wait in the local queues.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
-/// The descendants one ingested event may have, over every hop.
-const MAX_EMITS_PER_EVENT: u32 = 100;
-
 /// Deliveries claimed per worker beyond the free ones.
-const PREFETCH: u32 = 8;
+const PREFETCH: usize = 8;
 
 /// How often to look for due retries when nothing wakes the loop.
 const POLL: Duration = Duration::from_millis(200);
+
+/// A run still going this long after its deadline is reported (it cannot be, as
+/// every wait of a guest is bounded by the deadline; the worker stays held until
+/// the thread ends all the same, so threads never pile up).
+const OVERDUE: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub(crate) struct Dispatcher {
@@ -48,34 +53,21 @@ impl Dispatcher {
     /// Runs until `stop` turns true, then waits for in-flight deliveries to finish.
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let workers = self.live.load().config.plugins.workers;
-        let store = self.store.clone();
+        let wake_on = self.store.clone();
+        let live = self.live.clone();
+        let quota = move |plugin: &str| live.load().config.plugin_concurrency(plugin);
         let claimer = self.clone();
-        let claim = move |free: usize| {
+        let claim = move |room: Room| {
             let this = claimer.clone();
-            async move {
-                let loaded = loaded_names(&this.registry);
-                if loaded.is_empty() {
-                    return Vec::new();
-                }
-                // Claim ahead of the free workers, so one store round trip feeds
-                // several deliveries; the lease covers the wait in this queue.
-                let lease = this.live.load().config.plugins.timeout * (PREFETCH + 1) + LEASE_MARGIN;
-                let limit = free + workers * PREFETCH as usize;
-                // Plugins take turns starting first, each up to an equal share.
-                let mut loaded = loaded;
-                fastrand::shuffle(&mut loaded);
-                let share = limit.div_ceil(loaded.len());
-                let claim = DeliveryClaim {
-                    plugins: loaded.into_iter().map(|p| (p, share)).collect(),
-                    lease,
-                };
-                this.store
-                    .claim_deliveries(claim)
-                    .await
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "cannot claim deliveries");
-                        Vec::new()
-                    })
+            async move { this.claim(room).await }
+        };
+        let store = self.store.clone();
+        let give_back = move |left: Vec<ClaimedDelivery>| async move {
+            let now = unix_ms(SystemTime::now());
+            for d in left {
+                let _ = store
+                    .finish_delivery(d.id, d.token, DeliveryOutcome::Release { due_at: now })
+                    .await;
             }
         };
         let handle = move |delivery: ClaimedDelivery| {
@@ -89,16 +81,53 @@ impl Dispatcher {
             );
             async move { this.deliver(delivery).await }.instrument(span)
         };
-        crate::pool::run(
+        let settings = scheduler::Settings {
             workers,
-            store.wake(),
-            Work::Deliveries,
+            prefetch: PREFETCH,
+            poll: POLL,
+            work: Work::Deliveries,
+        };
+        scheduler::run(
+            settings,
+            quota,
+            wake_on.wake(),
             stop,
-            POLL,
             claim,
             handle,
+            give_back,
         )
         .await;
+    }
+
+    /// Leases due deliveries of each loaded plugin, at most its room each. The
+    /// lease covers the wait in the local queues (about `PREFETCH` deadlines of
+    /// the slowest plugin) and the run.
+    async fn claim(&self, room: Room) -> Vec<(String, ClaimedDelivery)> {
+        let loaded = loaded_names(&self.registry);
+        let (slowest, _) = self.live.load().config.plugin_maxima();
+        let lease = slowest * (PREFETCH as u32 + 2) + LEASE_MARGIN;
+        // One claim names every plugin with room, each up to its room.
+        let claim = DeliveryClaim {
+            plugins: loaded
+                .into_iter()
+                .map(|p| {
+                    let limit = room.for_key(&p);
+                    (p, limit)
+                })
+                .filter(|(_, limit)| *limit > 0)
+                .collect(),
+            lease,
+        };
+        if claim.plugins.is_empty() {
+            return Vec::new();
+        }
+        match self.store.claim_deliveries(claim).await {
+            Ok(ds) => ds.into_iter().map(|d| (d.plugin.clone(), d)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim deliveries");
+                Vec::new()
+            }
+        }
     }
 
     async fn deliver(&self, d: ClaimedDelivery) {
@@ -123,35 +152,47 @@ impl Dispatcher {
         } = d;
         let event_id = event.id.to_string();
         let started_at = SystemTime::now();
+        let limits = crate::plugin_limits(&live.config, &name);
+        let timeout = limits.timeout;
         let started = std::time::Instant::now();
         // The event moves to the blocking thread and back: no copy of its body.
         let (snapshot, plugin_name) = (live.clone(), name.clone());
-        let run = tokio::task::spawn_blocking(move || {
+        let mut run = tokio::task::spawn_blocking(move || {
             let no_config = std::collections::BTreeMap::new();
             let config = snapshot
                 .config
                 .settings(&plugin_name)
                 .map_or(&no_config, |s| &s.config);
-            let result = plugin.run(&event, attempt, config);
+            let result = plugin.run_with(&event, attempt, config, &limits);
             (event, result)
         });
-        // Epochs cannot interrupt a blocking host call; this bounds the wait anyway.
-        let result =
-            match tokio::time::timeout(live.config.plugins.timeout + Duration::from_secs(5), run)
-                .await
-            {
-                Ok(Ok((event, r))) => r.map(|actions| (event, actions)),
-                Ok(Err(join)) => Err(PluginError::Internal {
-                    plugin: name.clone(),
-                    event_id: event_id.clone(),
-                    message: format!("plugin thread failed: {join}"),
-                }),
-                Err(_) => Err(PluginError::Timeout {
-                    plugin: name.clone(),
-                    event_id,
-                    timeout: live.config.plugins.timeout,
-                }),
-            };
+        // The runtime ends every run at its deadline, host calls included. Should a
+        // thread ever outlive it, the attempt is recorded as a timeout, and this
+        // worker waits for the thread before taking other work.
+        let joined = match tokio::time::timeout(timeout + OVERDUE, &mut run).await {
+            Ok(joined) => Some(joined),
+            Err(_) => {
+                tracing::error!(
+                    timeout_ms = timeout.as_millis() as u64,
+                    "plugin thread still running {OVERDUE:?} past its deadline; recording a timeout and keeping its worker until it ends"
+                );
+                None
+            }
+        };
+        let overdue = joined.is_none();
+        let result = match joined {
+            Some(Ok((event, r))) => r.map(|actions| (event, actions)),
+            Some(Err(join)) => Err(PluginError::Internal {
+                plugin: name.clone(),
+                event_id: event_id.clone(),
+                message: format!("plugin thread failed: {join}"),
+            }),
+            None => Err(PluginError::Timeout {
+                plugin: name.clone(),
+                event_id,
+                timeout,
+            }),
+        };
         let timing = AttemptTiming {
             started_at,
             duration: started.elapsed(),
@@ -188,7 +229,7 @@ impl Dispatcher {
                     version: version.clone(),
                     forwards,
                     emitted,
-                    max_emits: MAX_EMITS_PER_EVENT,
+                    max_emits: live.config.plugins.max_emits_per_event,
                     timing,
                 }
             }
@@ -196,6 +237,21 @@ impl Dispatcher {
                 tracing::warn!(error = %e, "plugin unavailable; delivery waits");
                 DeliveryOutcome::Release {
                     due_at: now() + 1000,
+                }
+            }
+            Err(e) if !e.is_retryable() => {
+                // A retry would ask for the same again: dead at once, no effects.
+                METRICS
+                    .dead_letters
+                    .get_or_create(&KindLabel { kind: e.kind() })
+                    .inc();
+                tracing::error!(error = %e, attempt, "delivery dead-lettered at once: a retry cannot succeed");
+                DeliveryOutcome::Failed {
+                    error: e.to_string(),
+                    kind: e.kind(),
+                    version: Some(version.clone()),
+                    retry_at: None,
+                    timing,
                 }
             }
             Err(e) => {
@@ -217,11 +273,9 @@ impl Dispatcher {
         };
         match self.store.finish_delivery(id, token, outcome).await {
             Ok(Finished::Recorded) => {}
-            Ok(Finished::Stale) => {
-                tracing::warn!(
-                    "delivery outcome not recorded: its lease had passed to another attempt"
-                )
-            }
+            Ok(Finished::Stale) => tracing::warn!(
+                "delivery outcome not recorded: its lease had passed to another attempt"
+            ),
             Ok(Finished::EmitBudget {
                 used,
                 wanted,
@@ -237,11 +291,14 @@ impl Dispatcher {
                     used,
                     wanted,
                     budget,
-                    "emits over the event's budget; dead-lettered without effects"
+                    "emits over the event's budget (plugins.max_emits_per_event); dead-lettered without effects"
                 );
             }
             // The lease expires and the delivery runs again: at-least-once.
             Err(e) => tracing::error!(error = %e, "cannot record delivery outcome"),
+        }
+        if overdue {
+            let _ = run.await;
         }
     }
 }
@@ -256,7 +313,8 @@ fn loaded_names(registry: &PluginRegistry) -> Vec<String> {
         .collect()
 }
 
-/// Splits a plugin's actions into outbox entries and routed emitted events.
+/// Splits a plugin's actions into outbox entries and routed emitted events (the
+/// runtime has checked them against the run's emit budget).
 fn effects(
     live: &crate::live::Live,
     parent: &Event,
@@ -281,15 +339,8 @@ fn effects(
                 });
             }
             Action::Emit { event_type, data } => {
+                // The runtime already failed any run whose emit would pass MAX_HOPS.
                 let hops = parent.hops + 1;
-                if hops > MAX_HOPS {
-                    tracing::warn!(event_type = %event_type, hops, "emit chain cut at {MAX_HOPS} hops");
-                    METRICS
-                        .dead_letters
-                        .get_or_create(&KindLabel { kind: "emit_hops" })
-                        .inc();
-                    continue;
-                }
                 let event = Event {
                     id: EventId::new(),
                     source: parent.source.clone(),

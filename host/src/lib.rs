@@ -10,8 +10,9 @@
 //! 3. [`store`] — the event and one delivery per plugin are committed by the
 //!    group-committing writer; only then does the ingress answer `202`.
 //! 4. [`dispatch`] — workers lease due deliveries and run each in a fresh
-//!    sandboxed instance from [`plugins`]; the outcome is stored atomically with
-//!    its effects (forwards, emitted events) or scheduled for retry / dead-lettered.
+//!    sandboxed instance from [`plugins`], sharing the workers fairly between
+//!    plugins (`scheduler`); the outcome is stored atomically with its effects
+//!    (forwards, emitted events) or scheduled for retry / dead-lettered.
 //! 5. [`outbox`] — forwards are POSTed by the host, with their own retries.
 //! 6. [`reload`] — a watcher swaps the plugin set and the [`config`] atomically.
 //! 7. [`retention`] — finished events are pruned once past `[store] retention`.
@@ -32,6 +33,7 @@ mod pool;
 pub mod reload;
 pub mod retention;
 pub mod router;
+mod scheduler;
 pub mod store;
 
 pub use hookrouter_core::{config, event, source};
@@ -49,23 +51,33 @@ use crate::plugins::{EngineOptions, Limits, PluginEngine, PluginRegistry};
 /// How long shutdown waits for in-flight deliveries and forwards.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Builds the plugin engine the config asks for. The compile cache lives beside
-/// the store, so a restart does not recompile unchanged plugins.
+/// Builds the plugin engine the config asks for: an instance slot per worker,
+/// sized for the largest `memory_mb` of any plugin, with the compile cache in
+/// `plugins.cache_dir` (by default beside the store), so a restart does not
+/// recompile unchanged plugins.
 pub fn plugin_engine(config: &Config) -> anyhow::Result<PluginEngine> {
-    let cache_dir = config
-        .store
-        .path
-        .parent()
-        .map(|d| d.join("plugin-cache"))
-        .unwrap_or_else(|| "plugin-cache".into());
+    let (_, max_memory) = config.plugin_maxima();
     PluginEngine::new(EngineOptions {
-        limits: Limits::from_config(
-            config.plugins.timeout.as_millis() as u64,
-            config.plugins.memory_bytes >> 20,
-        ),
-        cache_dir: Some(cache_dir),
+        limits: plugin_limits(config, ""),
+        max_concurrency: u32::try_from(config.plugins.workers).unwrap_or(u32::MAX),
+        max_memory_bytes: Some(usize::try_from(max_memory).unwrap_or(usize::MAX)),
+        cache_dir: Some(config.plugins.cache_dir.clone()),
+        max_plugin_bytes: config.plugins.max_plugin_bytes,
         ..EngineOptions::default()
     })
+}
+
+/// The limits one run of `plugin` obeys: its own `timeout_ms` and `memory_mb`
+/// (else the `[plugins]` ones), the per-run emit cap, and `server.max_body_bytes`
+/// for the data of an emitted event.
+pub fn plugin_limits(config: &Config, plugin: &str) -> Limits {
+    Limits {
+        timeout: config.plugin_timeout(plugin),
+        memory_bytes: usize::try_from(config.plugin_memory_bytes(plugin)).unwrap_or(usize::MAX),
+        max_emits_per_run: config.plugins.max_emits_per_run as usize,
+        max_emit_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
+        ..Limits::default()
+    }
 }
 
 /// Runs the router on the given listeners until `shutdown` resolves: stops
@@ -104,8 +116,11 @@ pub async fn run_with_ready(
     let registry = Arc::new(PluginRegistry::new(plugin_engine(&config)?));
     let plugin_dir = config.plugins.dir.clone();
     if plugin_dir.is_dir() {
-        let set = registry
-            .load_dir(&plugin_dir)
+        // Compiled in parallel on the engine's compile threads, off the runtime.
+        let (r, dir) = (registry.clone(), plugin_dir.clone());
+        let set = tokio::task::spawn_blocking(move || r.load_dir(&dir))
+            .await
+            .context("the plugin loading task failed")?
             .with_context(|| format!("cannot read plugin folder {}", plugin_dir.display()))?;
         // The registry logs each plugin it loads (and each it refuses).
         for p in set.plugins() {

@@ -1,4 +1,5 @@
-//! The claim-and-run loop shared by the dispatcher and the outbox.
+//! The claim-and-run loop of the outbox (the dispatcher shares its workers between
+//! plugins with `scheduler`, which follows the same pattern per plugin).
 //!
 //! Owns: bounding concurrent work to `workers`, claiming work only when a worker
 //! is free, sleeping until the store says work is due (or a poll interval

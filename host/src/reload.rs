@@ -75,7 +75,11 @@ pub(crate) fn spawn(
     };
     Ok(tokio::spawn(async move {
         let _watcher = watcher; // dropped (and stopped) with the task
+        // Plugin reloads run beside this loop (and beside each other): a slow
+        // compile never delays the next file or `router.toml`. Aborted with the task.
+        let mut reloads = tokio::task::JoinSet::new();
         loop {
+            while reloads.try_join_next().is_some() {}
             let first = tokio::select! {
                 p = rx.recv() => p,
                 _ = stop.changed() => None,
@@ -99,7 +103,7 @@ pub(crate) fn spawn(
                     quiet_until = tokio::time::Instant::now() + DEBOUNCE;
                 }
             }
-            reloader.apply(paths).await;
+            reloader.apply(paths, &mut reloads).await;
         }
     }))
 }
@@ -159,6 +163,7 @@ fn start_watcher(
     }
 }
 
+#[derive(Clone)]
 struct Reloader {
     live: Shared,
     registry: Arc<PluginRegistry>,
@@ -176,7 +181,7 @@ impl Reloader {
             || (parent.as_ref() == Some(&self.plugin_dir) && plugin_name(p).is_some())
     }
 
-    async fn apply(&self, paths: BTreeSet<PathBuf>) {
+    async fn apply(&self, paths: BTreeSet<PathBuf>, reloads: &mut tokio::task::JoinSet<()>) {
         let config_name = self.config_path.file_name();
         let mut config_changed = false;
         let mut plugin_files = Vec::new();
@@ -192,30 +197,29 @@ impl Reloader {
             self.reload_config().await;
         }
         for path in plugin_files {
-            self.reload_plugin(path).await;
+            let this = self.clone();
+            reloads.spawn(async move { this.reload_plugin(path).await });
         }
     }
 
+    /// Compiles a changed plugin on the engine's compile threads (or removes a
+    /// deleted one) and swaps it in.
     async fn reload_plugin(&self, path: PathBuf) {
         let Some(name) = plugin_name(&path) else {
             return;
         };
-        let registry = self.registry.clone();
         let exists = path.is_file();
-        let result = tokio::task::spawn_blocking(move || {
-            if exists {
-                Some(registry.load_file(&path))
-            } else {
-                registry.remove(&name).map(Ok)
-            }
-        })
-        .await;
+        let result = if exists {
+            self.registry.reload_file(&path).await
+        } else {
+            self.registry.remove(&name).map(Ok)
+        };
         let label = |outcome| ReloadLabels {
             kind: "plugin",
             outcome,
         };
         match result {
-            Ok(Some(Ok(p))) if exists => {
+            Some(Ok(p)) if exists => {
                 METRICS.reloads.get_or_create(&label("ok")).inc();
                 crate::metrics::record_loaded(p.name(), p.version());
                 tracing::info!(
@@ -224,19 +228,18 @@ impl Reloader {
                     "plugin loaded"
                 );
             }
-            Ok(Some(Ok(p))) => {
+            Some(Ok(p)) => {
                 METRICS.reloads.get_or_create(&label("removed")).inc();
                 tracing::info!(
                     plugin = p.name(),
                     "plugin removed; its deliveries wait for it to return"
                 );
             }
-            Ok(Some(Err(e))) => {
+            Some(Err(e)) => {
                 METRICS.reloads.get_or_create(&label("error")).inc();
                 tracing::error!(error = %e, "plugin not replaced; the previous version (if any) keeps serving");
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "plugin reload task failed"),
+            None => {}
         }
         // New or restored plugins may have deliveries waiting.
         self.store.wake().notify(Work::Deliveries);
@@ -271,6 +274,16 @@ impl Reloader {
         for w in &next.warnings {
             tracing::warn!("{}: {w}", self.config_path.display());
         }
+        // Deadlines and memory caps apply from the next run on; the pool's
+        // memory size was fixed at start.
+        let pool = self.registry.engine().max_memory_bytes() as u64;
+        if next.plugin_maxima().1 > pool {
+            tracing::warn!(
+                "a memory_mb in {} is above what the instance pool was sized for at start ({} MiB); runs are capped there until a restart",
+                self.config_path.display(),
+                pool >> 20
+            );
+        }
         let routes = next.routes.len();
         self.live.store(Arc::new(Live::new(next)));
         METRICS.reloads.get_or_create(&label("ok")).inc();
@@ -296,9 +309,9 @@ fn keep_restart_settings(current: &Config, next: &mut Config) -> Vec<&'static st
     keep!(server.header_timeout, "server.header_timeout_ms");
     keep!(store, "[store]");
     keep!(plugins.dir, "plugins.dir");
-    keep!(plugins.timeout, "plugins.timeout_ms");
-    keep!(plugins.memory_bytes, "plugins.memory_mb");
     keep!(plugins.workers, "plugins.workers");
+    keep!(plugins.max_plugin_bytes, "plugins.max_plugin_bytes");
+    keep!(plugins.cache_dir, "plugins.cache_dir");
     keep!(outbox.workers, "outbox.workers");
     changed
 }

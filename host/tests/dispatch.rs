@@ -99,7 +99,9 @@ config = {{ emit_type = "loop" }}
             .any(|(k, _)| k == "x-hookrouter-event-id")
     );
 
-    // An emit loop runs 8 hops and is cut: events at hops 0..=8, no more.
+    // An emit loop runs 8 hops and is cut: events at hops 0..=8, no more. The run
+    // at hop 8, whose emit would be hop 9, fails as emit_budget and is dead at
+    // once (one attempt); the ones before it are done.
     send(&r, "loop", "l-1");
     let count = || -> (usize, i64) {
         let events = r.events("type=loop");
@@ -109,14 +111,50 @@ config = {{ emit_type = "loop" }}
     wait_for(20, "the loop to reach hop 8", || {
         (count().1 == 8).then_some(())
     });
-    wait_for(20, "the last loop delivery to finish", || {
+    wait_for(20, "the last loop delivery to settle", || {
         let open = r.events("type=loop&status=pending");
         open.is_empty().then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(), (9, 8), "an emit chain is cut after 8 hops");
+    let mut states: Vec<(i64, String, i64, String)> = r
+        .events("type=loop")
+        .iter()
+        .map(|e| {
+            let d = r.deliveries(e["id"].as_str().unwrap()).remove(0);
+            (
+                e["hops"].as_i64().unwrap(),
+                d["state"].as_str().unwrap().to_string(),
+                d["attempts"].as_i64().unwrap(),
+                d["last_error"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    states.sort();
+    assert_eq!(states.len(), 9);
+    assert!(states[..8].iter().all(|s| s.1 == "done"), "{states:?}");
+    let last = &states[8];
+    assert_eq!(
+        (last.0, last.1.as_str(), last.2),
+        (8, "dead", 1),
+        "{states:?}"
+    );
+    assert!(
+        last.3.contains("exceeded its emit budget") && last.3.contains("would be hop 9"),
+        "{}",
+        last.3
+    );
     assert_eq!(sink.on("/sink").len(), 1, "the forward was sent once");
-    assert!(r.log().contains("emit chain cut at 8 hops"));
+    let metrics = client()
+        .get(format!("{}/metrics", r.admin))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("hookrouter_dead_letters_total{kind=\"emit_budget\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -74,3 +74,131 @@ fn run_plugin_fails_with_one_clear_line() {
     let out = hookrouter(&["run-plugin", &plugin, "--event", &event, "--set", "novalue"]);
     assert!(!out.status.success());
 }
+
+/// The sleeping command fixture: `poll_oneoff` on a 60 s timer.
+fn sleeper(dir: &Path) -> String {
+    let wat = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/wat/cmd_sleep.wat");
+    write(dir, "sleepy.wasm", &wat::parse_file(wat).unwrap())
+}
+
+/// Runs `args`, checks it failed as a timeout of `ms` within a generous margin.
+fn times_out_after(args: &[&str], ms: u64) {
+    let started = std::time::Instant::now();
+    let out = hookrouter(args);
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("plugin sleepy timed out after {ms} ms")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        took >= std::time::Duration::from_millis(ms) && took.as_millis() < u128::from(ms) + 3000,
+        "a {ms} ms deadline took {took:?}"
+    );
+}
+
+#[test]
+fn run_plugin_enforces_the_deadline_from_the_flag_the_config_or_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = sleeper(dir.path());
+    let event = write(dir.path(), "event.json", b"{}");
+    // Neither flag nor config: 1000 ms, as `serve` by default.
+    times_out_after(&["run-plugin", &plugin, "--event", &event], 1000);
+    times_out_after(
+        &[
+            "run-plugin",
+            &plugin,
+            "--event",
+            &event,
+            "--timeout-ms",
+            "200",
+        ],
+        200,
+    );
+    let config = write(
+        dir.path(),
+        "router.toml",
+        b"[plugins]\ntimeout_ms = 300\n\n[plugin.other]\ntimeout_ms = 5000\n",
+    );
+    times_out_after(
+        &[
+            "run-plugin",
+            &plugin,
+            "--event",
+            &event,
+            "--config",
+            &config,
+        ],
+        300,
+    );
+    // The plugin's own timeout_ms wins over [plugins]; the flag over both.
+    let config = write(
+        dir.path(),
+        "router.toml",
+        b"[plugins]\ntimeout_ms = 300\n\n[plugin.sleepy]\ntimeout_ms = 400\n",
+    );
+    times_out_after(
+        &[
+            "run-plugin",
+            &plugin,
+            "--event",
+            &event,
+            "--config",
+            &config,
+        ],
+        400,
+    );
+    times_out_after(
+        &[
+            "run-plugin",
+            &plugin,
+            "--event",
+            &event,
+            "--config",
+            &config,
+            "--timeout-ms",
+            "150",
+        ],
+        150,
+    );
+    // Bad values fail with one clear line.
+    let out = hookrouter(&[
+        "run-plugin",
+        &plugin,
+        "--event",
+        &event,
+        "--timeout-ms",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--timeout-ms"), "{stderr}");
+    let bad = write(dir.path(), "bad.toml", b"[plugin.sleepy]\ntimeout_ms = 0\n");
+    let out = hookrouter(&["run-plugin", &plugin, "--event", &event, "--config", &bad]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("plugin.sleepy.timeout_ms: 0 is out of range"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_plugin_refuses_a_file_over_max_plugin_bytes_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("huge.wasm");
+    std::fs::File::create(&plugin)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let event = write(dir.path(), "event.json", b"{}");
+    let out = hookrouter(&["run-plugin", plugin.to_str().unwrap(), "--event", &event]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("more than plugins.max_plugin_bytes (67108864); it was not read"),
+        "{stderr}"
+    );
+}

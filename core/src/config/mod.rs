@@ -6,6 +6,7 @@
 //! Never: opens sockets or the store; nothing here has side effects beyond reading
 //! the file and the environment.
 
+mod limits;
 mod raw;
 mod source;
 mod validate;
@@ -106,6 +107,15 @@ pub struct Plugins {
     /// Deliveries run at once.
     pub workers: usize,
     pub retry: Retry,
+    /// Emits one run may return (`plugins.max_emits_per_run`).
+    pub max_emits_per_run: u32,
+    /// Events that may descend from one ingested event, over every hop
+    /// (`plugins.max_emits_per_event`).
+    pub max_emits_per_event: u32,
+    /// Plugin files larger than this are refused unread.
+    pub max_plugin_bytes: u64,
+    /// Where compiled plugins are cached.
+    pub cache_dir: PathBuf,
 }
 
 /// `[outbox]`: how forwards are sent and retried.
@@ -166,6 +176,12 @@ pub struct PluginSettings {
     pub config: BTreeMap<String, String>,
     /// The hosts its forwards may reach.
     pub allow_forward: Vec<ForwardTarget>,
+    /// Its own deadline, instead of `plugins.timeout_ms`.
+    pub timeout: Option<Duration>,
+    /// Its own memory cap, instead of `plugins.memory_mb`.
+    pub memory_bytes: Option<u64>,
+    /// Workers it may hold while another plugin has due work.
+    pub concurrency: Option<usize>,
 }
 
 /// One `allow_forward` entry: a host (any port) or `host:port`; parsed once, when
@@ -242,6 +258,43 @@ impl Config {
 
     pub fn settings(&self, plugin: &str) -> Option<&PluginSettings> {
         self.plugin_settings.get(plugin)
+    }
+
+    /// The deadline of one run of `plugin`: its own `timeout_ms`, else `plugins.timeout_ms`.
+    pub fn plugin_timeout(&self, plugin: &str) -> Duration {
+        self.settings(plugin)
+            .and_then(|s| s.timeout)
+            .unwrap_or(self.plugins.timeout)
+    }
+
+    /// The memory cap of one instance of `plugin`: its own `memory_mb`, else `plugins.memory_mb`.
+    pub fn plugin_memory_bytes(&self, plugin: &str) -> u64 {
+        self.settings(plugin)
+            .and_then(|s| s.memory_bytes)
+            .unwrap_or(self.plugins.memory_bytes)
+    }
+
+    /// Workers `plugin` may hold while another plugin has due work: its own
+    /// `concurrency`, else half of `plugins.workers` (at least 1).
+    pub fn plugin_concurrency(&self, plugin: &str) -> usize {
+        self.settings(plugin)
+            .and_then(|s| s.concurrency)
+            .unwrap_or(self.plugins.workers / 2)
+            .clamp(1, self.plugins.workers.max(1))
+    }
+
+    /// The longest deadline and the largest memory cap of any plugin: what the
+    /// engine and the leases are sized for.
+    pub fn plugin_maxima(&self) -> (Duration, u64) {
+        self.plugin_settings.values().fold(
+            (self.plugins.timeout, self.plugins.memory_bytes),
+            |(t, m), s| {
+                (
+                    s.timeout.map_or(t, |x| x.max(t)),
+                    s.memory_bytes.map_or(m, |x| x.max(m)),
+                )
+            },
+        )
     }
 
     /// Every plugin name that some route names, sorted and without repeats.

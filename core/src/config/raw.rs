@@ -89,6 +89,11 @@ pub(crate) struct RawPlugins {
     pub max_attempts: u32,
     pub retry_base_ms: u64,
     pub workers: usize,
+    pub max_emits_per_run: Spanned<u64>,
+    pub max_emits_per_event: Spanned<u64>,
+    pub max_plugin_bytes: Spanned<u64>,
+    /// Compiled-artifact cache; default `plugin-cache/` beside the store.
+    pub cache_dir: Option<String>,
 }
 
 impl Default for RawPlugins {
@@ -100,6 +105,10 @@ impl Default for RawPlugins {
             max_attempts: 8,
             retry_base_ms: 1000,
             workers: 4,
+            max_emits_per_run: Spanned::new(0..0, 20),
+            max_emits_per_event: Spanned::new(0..0, 100),
+            max_plugin_bytes: Spanned::new(0..0, 64 << 20),
+            cache_dir: None,
         }
     }
 }
@@ -173,6 +182,12 @@ pub(crate) struct RawPluginSettings {
     pub config: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     pub allow_forward: Vec<Spanned<String>>,
+    /// Overrides `plugins.timeout_ms` for this plugin.
+    pub timeout_ms: Option<Spanned<u64>>,
+    /// Overrides `plugins.memory_mb` for this plugin.
+    pub memory_mb: Option<Spanned<u64>>,
+    /// Workers this plugin may hold while another plugin has due work.
+    pub concurrency: Option<Spanned<u64>>,
 }
 
 /// Declares a validated string newtype that deserializes through `TryFrom<String>`.

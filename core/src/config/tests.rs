@@ -125,3 +125,42 @@ fn backoff_doubles_caps_and_jitters() {
     assert!(r.retry_at(7, 0).is_some());
     assert_eq!(r.retry_at(8, 0), None);
 }
+
+#[test]
+fn containment_keys_have_documented_defaults_and_per_plugin_overrides() {
+    let c = parse("").unwrap();
+    assert_eq!(c.plugins.max_emits_per_run, 20);
+    assert_eq!(c.plugins.max_emits_per_event, 100);
+    assert_eq!(c.plugins.max_plugin_bytes, 64 << 20);
+    assert_eq!(
+        c.plugins.cache_dir,
+        Path::new("/etc/hookrouter/data/plugin-cache"),
+        "beside the store"
+    );
+    assert_eq!(c.plugin_concurrency("any"), 2, "half of 4 workers");
+    assert_eq!(c.plugin_timeout("any"), Duration::from_millis(1000));
+
+    let c = parse(
+        "[plugins]\nworkers = 3\ntimeout_ms = 500\nmemory_mb = 32\ncache_dir = \"/var/cache/hr\"\n\
+         [plugin.slow]\ntimeout_ms = 2500\nmemory_mb = 128\nconcurrency = 3\n\
+         [plugin.lean]\n",
+    )
+    .unwrap();
+    assert_eq!(c.plugins.cache_dir, Path::new("/var/cache/hr"));
+    assert_eq!(c.plugin_timeout("slow"), Duration::from_millis(2500));
+    assert_eq!(c.plugin_timeout("lean"), Duration::from_millis(500));
+    assert_eq!(c.plugin_memory_bytes("slow"), 128 << 20);
+    assert_eq!(c.plugin_memory_bytes("lean"), 32 << 20);
+    assert_eq!(c.plugin_concurrency("slow"), 3);
+    assert_eq!(c.plugin_concurrency("lean"), 1, "half of 3, rounded down");
+    assert_eq!(
+        c.plugin_maxima(),
+        (Duration::from_millis(2500), 128 << 20),
+        "what the engine and the leases are sized for"
+    );
+    let c = parse("[plugins]\nworkers = 1\n").unwrap();
+    assert_eq!(c.plugin_concurrency("any"), 1, "at least one");
+    let c = parse("[plugins]\ncache_dir = \"cache\"\n").unwrap();
+    assert_eq!(c.plugins.cache_dir, Path::new("/etc/hookrouter/cache"));
+    assert!(parse("[plugins]\ncache_dir = \"\"\n").is_err());
+}

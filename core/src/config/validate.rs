@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::limits::MAX_TIMEOUT_MS;
 use super::raw::{RawConfig, SourceName};
 use super::{
     Backend, Config, ConfigError, ForwardTarget, Outbox, PluginSettings, Plugins, Retry, Route,
     Server, Source, Store,
 };
-
-const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// Errors carry positions computed from byte offsets into the file's text.
 pub(super) struct Ctx<'a> {
@@ -134,6 +133,7 @@ pub(super) fn parse(
             "plugins.retry_base_ms",
         )?),
     };
+    let limits = super::limits::plugins(&cx, p, &resolve, &store.path)?;
     let plugins = Plugins {
         dir: resolve(&p.dir),
         timeout: Duration::from_millis(in_range(
@@ -142,9 +142,19 @@ pub(super) fn parse(
             MAX_TIMEOUT_MS,
             "plugins.timeout_ms",
         )?),
-        memory_bytes: in_range(p.memory_mb, 1, 4096, "plugins.memory_mb")? * 1024 * 1024,
+        memory_bytes: in_range(
+            p.memory_mb,
+            1,
+            super::limits::MAX_MEMORY_MB,
+            "plugins.memory_mb",
+        )? * 1024
+            * 1024,
         workers: in_range(p.workers as u64, 1, 256, "plugins.workers")? as usize,
         retry: plugin_retry.clone(),
+        max_emits_per_run: limits.max_emits_per_run,
+        max_emits_per_event: limits.max_emits_per_event,
+        max_plugin_bytes: limits.max_plugin_bytes,
+        cache_dir: limits.cache_dir,
     };
     // The outbox inherits the plugin retry keys (and worker count) unless [outbox] sets its own.
     let o = raw.outbox.as_ref();
@@ -291,6 +301,7 @@ pub(super) fn parse(
             };
             allow_forward.push(target);
         }
+        let limits = super::limits::plugin(&cx, &key, settings, plugins.workers)?;
         if !routes.iter().any(|r| r.plugins.contains(name.get_ref())) {
             warnings.push(format!(
                 "{key}: no route names plugin {:?}",
@@ -302,6 +313,9 @@ pub(super) fn parse(
             PluginSettings {
                 config,
                 allow_forward,
+                timeout: limits.timeout,
+                memory_bytes: limits.memory_bytes,
+                concurrency: limits.concurrency,
             },
         );
     }

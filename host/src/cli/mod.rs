@@ -22,9 +22,9 @@ use crate::config::Config;
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The router's config file.
-    #[arg(long, global = true, default_value = "router.toml")]
-    config: PathBuf,
+    /// The router's config file [default: router.toml].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Log format on stderr (filter with RUST_LOG, default "info").
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -54,6 +54,10 @@ enum Command {
         /// A config entry handed to the plugin (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::plugins::cli::parse_set)]
         sets: Vec<(String, String)>,
+        /// The run's deadline [default: the plugin's timeout_ms in --config, else
+        /// 1000].
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+        timeout_ms: Option<u64>,
     },
     /// Inspect and replay dead deliveries and forwards.
     Dead {
@@ -70,12 +74,15 @@ pub(crate) fn load_for_tools(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load_with_env(path, &env)?)
 }
 
-/// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `info`).
+/// Sets up `tracing` on stderr, filtered by `RUST_LOG` (default `info`). Colours
+/// only on a terminal: a log file holds plain text.
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -89,7 +96,9 @@ pub fn init_tracing(format: LogFormat) {
 
 /// Runs the command; `Err` is printed as one line by `main`.
 pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config_path = cli.config;
+    // `run-plugin` reads a config only when one is named.
+    let named_config = cli.config.clone();
+    let config_path = cli.config.unwrap_or_else(|| PathBuf::from("router.toml"));
     let load = || Config::load(&config_path).map_err(anyhow::Error::from);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
@@ -102,8 +111,14 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             plugin,
             event,
             sets,
+            timeout_ms,
         } => {
-            crate::plugins::cli::run_plugin_command(&plugin, &event, &sets)?;
+            let config = named_config.map(|path| load_for_tools(&path)).transpose()?;
+            let options = crate::plugins::cli::RunOptions {
+                config: config.as_ref(),
+                timeout: timeout_ms.map(std::time::Duration::from_millis),
+            };
+            crate::plugins::cli::run_plugin_command(&plugin, &event, &sets, &options)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dead { command } => dead::run(&load_for_tools(&config_path)?, command),

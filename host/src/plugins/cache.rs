@@ -2,11 +2,39 @@
 //! engine's compatibility hash.
 //!
 //! Owns: the file names and the write protocol of cache entries (temp file, then
-//! rename; never rewrite an entry in place, see wasmtime #10283).
+//! rename; never rewrite an entry in place, see wasmtime #10283), and whether the
+//! cache folder may be trusted at all.
 //! Never: memory-maps a cache file (entries are read into memory, then
-//! deserialized), or decides whether a plugin is valid.
+//! deserialized), loads an entry from a folder others can write, or decides
+//! whether a plugin is valid.
+//!
+//! # Threat model of `deserialize`
+//!
+//! `Module::deserialize` and `Component::deserialize` trust their input entirely:
+//! a cache entry is native machine code that wasmtime maps executable and jumps
+//! into, checked only for its header and for the engine's compatibility, not
+//! validated as wasm. Whoever can write an entry that the router loads runs code
+//! as the router, outside every sandbox: with its environment (the webhook
+//! secrets, the admin token), its store and its network. So:
+//!
+//! - the folder is created `0700`, and an entry is read only if the folder is owned
+//!   by the router's own user and is not group- or world-writable, and the entry
+//!   file is too (the router writes entries `0600`); anything else is refused with
+//!   a warning, and the plugin is compiled from its `.wasm` instead (nothing is
+//!   written into a folder that is refused);
+//! - entries are named by the plugin's SHA-256 and the engine's compatibility
+//!   hash, so an entry is never taken for another plugin or another engine build;
+//! - entries are read into memory before they are deserialized, so a file rewritten
+//!   while in use cannot change code that runs (nor crash it with SIGBUS).
+//!
+//! Out of scope: root and the router's own user (they can change the router
+//! itself), a file system that misreports ownership (keep the cache on a local
+//! disk), and a parent folder that others may rename (the new folder would not be
+//! owned by the router's user, and is refused).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -22,8 +50,8 @@ pub(crate) fn component(
     bytes: &[u8],
 ) -> wasmtime::Result<Component> {
     let inner = &engine.inner;
-    let Some(dir) = &inner.cache_dir else {
-        inner.compiles.fetch_add(1, Ordering::Relaxed);
+    let Some(dir) = trusted_dir(engine) else {
+        compiling(engine, version, bytes);
         return Component::new(&inner.engine, bytes);
     };
     let path = entry_path(&inner.engine, dir, version, "component");
@@ -32,12 +60,7 @@ pub(crate) fn component(
     {
         return Ok(component);
     }
-    inner.compiles.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        version = &version[..12.min(version.len())],
-        kib = bytes.len() / 1024,
-        "compiling a plugin not in the cache (large ones take seconds)"
-    );
+    compiling(engine, version, bytes);
     let compiled = inner.engine.precompile_component(bytes)?;
     write(&path, &compiled);
     unsafe_component(&inner.engine, &compiled)
@@ -50,8 +73,8 @@ pub(crate) fn module(
     bytes: &[u8],
 ) -> wasmtime::Result<Module> {
     let inner = &engine.inner;
-    let Some(dir) = &inner.cache_dir else {
-        inner.compiles.fetch_add(1, Ordering::Relaxed);
+    let Some(dir) = trusted_dir(engine) else {
+        compiling(engine, version, bytes);
         return Module::new(&inner.engine, bytes);
     };
     let path = entry_path(&inner.engine, dir, version, "module");
@@ -60,15 +83,24 @@ pub(crate) fn module(
     {
         return Ok(module);
     }
-    inner.compiles.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        version = &version[..12.min(version.len())],
-        kib = bytes.len() / 1024,
-        "compiling a plugin not in the cache (large ones take seconds)"
-    );
+    compiling(engine, version, bytes);
     let compiled = inner.engine.precompile_module(bytes)?;
     write(&path, &compiled);
     unsafe_module(&inner.engine, &compiled)
+}
+
+/// Counts a compile, and logs it when a cache was configured (without one, as in
+/// tests and `run-plugin`, every load compiles).
+fn compiling(engine: &PluginEngine, version: &str, bytes: &[u8]) {
+    let inner = &engine.inner;
+    inner.compiles.fetch_add(1, Ordering::Relaxed);
+    if inner.cache_dir.is_some() {
+        tracing::info!(
+            version = &version[..12.min(version.len())],
+            kib = bytes.len() / 1024,
+            "compiling a plugin not in the cache (large ones take seconds)"
+        );
+    }
 }
 
 /// `<dir>/<sha256>-<engine hash>.<kind>.cwasm`: a new wasmtime version or a changed
@@ -79,32 +111,102 @@ pub(crate) fn entry_path(engine: &Engine, dir: &Path, version: &str, kind: &str)
     dir.join(format!("{version}-{:016x}.{kind}.cwasm", hasher.finish()))
 }
 
-fn read(path: &Path) -> Option<Vec<u8>> {
-    std::fs::read(path).ok()
+/// The cache folder, created `0700` if missing, when only the router's user can
+/// write it; `None` (after one warning per engine) when it cannot be trusted or
+/// made, and then plugins are compiled without the cache.
+fn trusted_dir(engine: &PluginEngine) -> Option<&Path> {
+    let inner = &engine.inner;
+    let dir = inner.cache_dir.as_deref()?;
+    if !dir.exists()
+        && let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    {
+        if !inner.cache_refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot create the plugin cache folder; compiling plugins without a cache");
+        }
+        return None;
+    }
+    match std::fs::metadata(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|m| {
+            if m.is_dir() {
+                only_ours(&m)
+            } else {
+                Err("it is not a folder".into())
+            }
+        }) {
+        Ok(()) => Some(dir),
+        Err(why) => {
+            if !inner.cache_refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(dir = %dir.display(), "plugin cache folder refused: {why}; compiled plugins are not loaded from it or written to it (make it owned by this user, mode 0700)");
+            }
+            None
+        }
+    }
 }
 
-/// Best effort: a cache that cannot be written costs a compile next time, nothing more.
+/// Owned by this process's user and not writable by group or others.
+fn only_ours(m: &std::fs::Metadata) -> Result<(), String> {
+    let me = rustix::process::geteuid().as_raw();
+    if m.uid() != me {
+        return Err(format!(
+            "it is owned by uid {}, not by this user (uid {me})",
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by its group or by others (mode {:o})",
+            m.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// An entry's bytes, if it exists and only the router's user can write it.
+fn read(path: &Path) -> Option<Vec<u8>> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if let Err(why) = only_ours(&meta) {
+        tracing::warn!(path = %path.display(), "plugin cache entry refused: {why}; compiling instead");
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// Best effort: a cache that cannot be written costs a compile next time, nothing
+/// more. The entry is written `0600` to a temp file, then renamed into place.
 fn write(path: &Path, compiled: &[u8]) {
     let Some(dir) = path.parent() else { return };
-    let result = std::fs::create_dir_all(dir).and_then(|()| {
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, compiled)?;
-        std::fs::rename(&tmp, path)
-    });
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
+        std::process::id()
+    ));
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(compiled))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
         tracing::warn!(path = %path.display(), error = %e, "cannot write plugin cache entry");
     }
 }
 
 // SAFETY (both functions): the bytes are either what `precompile_*` of this very
-// engine just returned, or a cache entry that such a call wrote into the cache folder
-// hookrouter owns, named by its content hash and this engine's compatibility hash.
-// wasmtime checks the header and the engine compatibility again before using it; a
-// failure falls back to compiling. The bytes live in memory, not in a mapped file.
+// engine just returned, or a cache entry read from a folder and a file that only
+// the router's user can write (see the threat model above), named by its content
+// hash and this engine's compatibility hash. wasmtime checks the header and the
+// engine compatibility again before using it; a failure falls back to compiling.
+// The bytes live in memory, not in a mapped file.
 #[allow(unsafe_code)]
 fn unsafe_component(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
     unsafe { Component::deserialize(engine, bytes) }

@@ -1,28 +1,44 @@
-//! `hookrouter run-plugin PLUGIN.wasm --event FILE [--set KEY=VALUE]...`: the plugin
-//! author's loop. Runs one plugin on one event and prints its actions as JSON lines.
+//! `hookrouter run-plugin PLUGIN.wasm --event FILE [--set KEY=VALUE]... [--timeout-ms
+//! MS] [--config router.toml]`: the plugin author's loop. Runs one plugin on one
+//! event and prints its actions as JSON lines.
 //!
-//! Owns: turning an event file into an `Event` and printing actions.
+//! Owns: turning an event file into an `Event`, the run's limits, and printing
+//! actions.
 //! Never: performs the actions (no forward is sent, no event stored).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
 
-use super::{EngineOptions, PluginEngine, action_to_json, plugin_name};
+use super::engine::too_large;
+use super::{EngineOptions, Limits, PluginEngine, action_to_json, plugin_name};
+use crate::config::Config;
 use crate::event::Event;
+
+/// What a `run-plugin` run obeys besides the plugin and the event.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions<'a> {
+    /// `--config`: the plugin's limits (`[plugin.NAME]`, else `[plugins]`) and
+    /// its `config` table, under the `--set` entries.
+    pub config: Option<&'a Config>,
+    /// `--timeout-ms`, over any config.
+    pub timeout: Option<Duration>,
+}
 
 /// Runs `wasm` on the event in `event_file` (a raw JSON body or an envelope whose
 /// `/type` names the event type; `-` reads stdin) with `sets` as its config, and
-/// prints each action as a JSON line on stdout.
+/// prints each action as a JSON line on stdout. The deadline is `--timeout-ms`,
+/// else the plugin's `timeout_ms` in `--config`, else 1000 ms, as under `serve`.
 pub fn run_plugin_command(
     wasm: &Path,
     event_file: &Path,
     sets: &[(String, String)],
+    options: &RunOptions<'_>,
 ) -> anyhow::Result<()> {
-    let actions = run_plugin(wasm, event_file, sets)?;
+    let actions = run_plugin(wasm, event_file, sets, options)?;
     let mut out = std::io::stdout().lock();
     for action in &actions {
         writeln!(out, "{}", action_to_json(action))?;
@@ -36,7 +52,23 @@ pub fn run_plugin(
     wasm: &Path,
     event_file: &Path,
     sets: &[(String, String)],
+    options: &RunOptions<'_>,
 ) -> anyhow::Result<Vec<crate::event::Action>> {
+    let max_bytes = options
+        .config
+        .map_or(EngineOptions::default().max_plugin_bytes, |c| {
+            c.plugins.max_plugin_bytes
+        });
+    let size = std::fs::metadata(wasm)
+        .with_context(|| format!("cannot read plugin {}", wasm.display()))?
+        .len();
+    if size > max_bytes {
+        bail!(
+            "cannot load {}: {}; it was not read",
+            wasm.display(),
+            too_large(size, max_bytes)
+        );
+    }
     let bytes =
         std::fs::read(wasm).with_context(|| format!("cannot read plugin {}", wasm.display()))?;
     let name = plugin_name(wasm)
@@ -47,15 +79,29 @@ pub fn run_plugin(
         })
         .unwrap_or_else(|| "plugin".into());
     let event = event_from_file(event_file)?;
+    let mut limits = options
+        .config
+        .map_or_else(Limits::default, |c| crate::plugin_limits(c, &name));
+    if let Some(timeout) = options.timeout {
+        limits.timeout = timeout;
+    }
     let engine = PluginEngine::new(EngineOptions {
+        limits: limits.clone(),
         max_concurrency: 1,
+        max_plugin_bytes: max_bytes,
+        compile_threads: Some(1),
         ..EngineOptions::default()
     })?;
     let plugin = engine
         .load(&name, &bytes)
         .with_context(|| format!("cannot load {}", wasm.display()))?;
-    let config: BTreeMap<String, String> = sets.iter().cloned().collect();
-    Ok(plugin.run(&event, 1, &config)?)
+    let mut config: BTreeMap<String, String> = options
+        .config
+        .and_then(|c| c.settings(&name))
+        .map(|s| s.config.clone())
+        .unwrap_or_default();
+    config.extend(sets.iter().cloned());
+    Ok(plugin.run_with(&event, 1, &config, &limits)?)
 }
 
 /// Parses `KEY=VALUE` (for clap's `value_parser`).

@@ -7,6 +7,7 @@
 //! the plugin's config entries, or touches the network.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use wasmtime::{Engine, Linker, Module, ModuleExport, Store};
@@ -14,21 +15,32 @@ use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
+use super::deadline::HasDeadline;
 use super::engine::PluginEngine;
 use super::error::PluginError;
-use super::sandbox::{self, Capture, Context, Limiter};
+use super::poll_oneoff;
+use super::sandbox::{self, Capture, Context, Limiter, LogBudget};
 use crate::event::{Action, Event};
 
 /// Store state of one command invocation.
 pub(crate) struct State {
-    wasi: WasiP1Ctx,
+    pub(super) wasi: WasiP1Ctx,
     limiter: Limiter,
+    deadline: Instant,
 }
 
-/// The linker every command module is instantiated with: WASI preview 1 only.
+impl HasDeadline for State {
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+/// The linker every command module is instantiated with: WASI preview 1 only,
+/// with a `poll_oneoff` that never waits past the run's deadline.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)?;
+    poll_oneoff::shadow(&mut linker)?;
     Ok(linker)
 }
 
@@ -71,7 +83,7 @@ impl Runner {
         attempt: u32,
         config: &BTreeMap<String, String>,
     ) -> Result<Vec<Action>, PluginError> {
-        let limits = &engine.inner.limits;
+        let limits = ctx.limits;
         let stdout = Capture::new(limits.max_output_bytes);
         let stderr = Capture::new(limits.max_output_bytes);
         let mut builder = sandbox::wasi_builder(&stdout, &stderr);
@@ -85,6 +97,7 @@ impl Runner {
         let state = State {
             wasi: builder.build_p1(),
             limiter: Limiter::new(limits),
+            deadline: ctx.deadline,
         };
         let mut store = Store::new(&engine.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -99,7 +112,9 @@ impl Runner {
         });
         let (out, out_over) = stdout.finish();
         let (err, err_over) = stderr.finish();
-        sandbox::log_lines(ctx, "stderr", &err);
+        let mut budget = LogBudget::new(limits);
+        sandbox::log_lines(ctx, "stderr", &err, &mut budget);
+        budget.finish(ctx);
         let over = out_over || err_over;
         match result {
             Ok(()) => {}
@@ -249,6 +264,7 @@ mod tests {
             plugin: "p",
             event_id: "e-1",
             limits: &limits,
+            deadline: std::time::Instant::now(),
         };
         parse_actions(&ctx, stdout, max).map_err(|e| e.to_string())
     }

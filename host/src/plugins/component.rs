@@ -6,14 +6,16 @@
 //! Never: grants files, sockets or environment to a guest, or touches the network.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::deadline::{self, HasDeadline};
 use super::engine::PluginEngine;
 use super::error::PluginError;
-use super::sandbox::{self, Capture, Context, Limiter};
+use super::sandbox::{self, Capture, Context, Limiter, LogBudget};
 use crate::event::{Action, Event};
 
 mod bindings {
@@ -33,8 +35,17 @@ pub(crate) struct State {
     plugin: String,
     event_id: String,
     config: BTreeMap<String, String>,
-    log_budget: usize,
+    /// Bytes `log()` may still write in this run.
+    log_bytes: usize,
     log_dropped: bool,
+    log_lines: LogBudget,
+    deadline: Instant,
+}
+
+impl HasDeadline for State {
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
 }
 
 impl WasiView for State {
@@ -50,7 +61,7 @@ impl types::Host for State {}
 
 impl host::Host for State {
     fn log(&mut self, level: host::Level, message: String) {
-        if message.len() > self.log_budget {
+        if message.len() > self.log_bytes {
             if !self.log_dropped {
                 self.log_dropped = true;
                 tracing::warn!(plugin = %self.plugin, event_id = %self.event_id,
@@ -58,7 +69,11 @@ impl host::Host for State {
             }
             return;
         }
-        self.log_budget -= message.len();
+        if !self.log_lines.take() {
+            return;
+        }
+        self.log_bytes -= message.len();
+        let message = sandbox::escape(&message);
         let (plugin, event_id) = (self.plugin.as_str(), self.event_id.as_str());
         match level {
             host::Level::Trace => tracing::trace!(plugin, event_id, "{message}"),
@@ -74,10 +89,12 @@ impl host::Host for State {
     }
 }
 
-/// The linker every component is instantiated with: WASI 0.2 and our `host`.
+/// The linker every component is instantiated with: WASI 0.2 (its waits bounded
+/// by the run's deadline) and our `host`.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    deadline::shadow_p2(&mut linker)?;
     bindings::Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -104,7 +121,7 @@ impl Runner {
         attempt: u32,
         config: &BTreeMap<String, String>,
     ) -> Result<Vec<Action>, PluginError> {
-        let limits = &engine.inner.limits;
+        let limits = ctx.limits;
         let stdout = Capture::new(limits.max_output_bytes);
         let stderr = Capture::new(limits.max_output_bytes);
         let wasi = sandbox::wasi_builder(&stdout, &stderr).build();
@@ -115,8 +132,10 @@ impl Runner {
             plugin: ctx.plugin.to_string(),
             event_id: event.id.to_string(),
             config: config.clone(),
-            log_budget: limits.max_output_bytes,
+            log_bytes: limits.max_output_bytes,
             log_dropped: false,
+            log_lines: LogBudget::new(limits),
+            deadline: ctx.deadline,
         };
         let mut store = Store::new(&engine.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -137,8 +156,10 @@ impl Runner {
             .and_then(|plugin| plugin.call_handle(&mut store, &wit_event));
         let (out, out_over) = stdout.finish();
         let (err, err_over) = stderr.finish();
-        sandbox::log_lines(ctx, "stdout", &out);
-        sandbox::log_lines(ctx, "stderr", &err);
+        let budget = &mut store.data_mut().log_lines;
+        sandbox::log_lines(ctx, "stdout", &out, budget);
+        sandbox::log_lines(ctx, "stderr", &err, budget);
+        budget.finish(ctx);
         let over = out_over || err_over;
         let actions = match result {
             Err(e) => return Err(ctx.failure(&e, store.data().limiter.hit, over)),

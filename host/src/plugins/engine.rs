@@ -16,6 +16,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::compile::Compiler;
 use super::error::PluginError;
 use super::plugin::{Plugin, PluginKind, Runner};
 use super::{cache, command, component};
@@ -23,18 +24,29 @@ use super::{cache, command, component};
 /// How often the epoch ticks; deadlines are counted in ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Per-invocation limits, the same for every plugin of an engine.
+/// `emit` chains are cut after this many hops: a run whose emit would be hop 9
+/// fails as `emit_budget`.
+pub const MAX_HOPS: u32 = 8;
+
+/// Limits of one invocation: the engine's defaults, or a plugin's own (see
+/// [`crate::plugin_limits`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock deadline of one invocation (`[plugins] timeout_ms`).
+    /// Wall-clock deadline of one invocation, host calls included (`timeout_ms`).
     pub timeout: Duration,
-    /// Linear memory cap of one instance (`[plugins] memory_mb`).
+    /// Cap on all linear memories of one instance together (`memory_mb`).
     pub memory_bytes: usize,
     /// Cap on what one invocation may write to stdout (and, separately, stderr
     /// and host logs).
     pub max_output_bytes: usize,
     /// Cap on the number of actions one invocation may return.
     pub max_actions: usize,
+    /// Cap on the emits among them (`plugins.max_emits_per_run`).
+    pub max_emits_per_run: usize,
+    /// Cap on one emitted event's data (`server.max_body_bytes`).
+    pub max_emit_bytes: usize,
+    /// Log lines one invocation may write (stderr, `log()`); the rest are dropped.
+    pub max_log_lines: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +56,9 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             max_output_bytes: 1 << 20,
             max_actions: 100,
+            max_emits_per_run: 20,
+            max_emit_bytes: 1 << 20,
+            max_log_lines: 100,
         }
     }
 }
@@ -67,8 +82,15 @@ pub struct EngineOptions {
     /// How many invocations may run at once (the pool is sized for this many
     /// instances; callers beyond it wait for a free slot).
     pub max_concurrency: u32,
+    /// The largest memory cap any invocation may be given (the pool is sized for
+    /// it); `None`: `limits.memory_bytes`. Larger per-run caps are clamped to it.
+    pub max_memory_bytes: Option<usize>,
     /// Where compiled plugins are cached; `None` compiles every load.
     pub cache_dir: Option<PathBuf>,
+    /// Plugin files larger than this are refused (`plugins.max_plugin_bytes`).
+    pub max_plugin_bytes: u64,
+    /// Threads that compile plugins (`None`: the cores, from 2 to 4).
+    pub compile_threads: Option<usize>,
     /// Use the pooling allocator (the default); `false` allocates on demand, which
     /// exists for the benchmark's comparison.
     pub pooling: bool,
@@ -79,7 +101,10 @@ impl Default for EngineOptions {
         EngineOptions {
             limits: Limits::default(),
             max_concurrency: 32,
+            max_memory_bytes: None,
             cache_dir: None,
+            max_plugin_bytes: 64 << 20,
+            compile_threads: None,
             pooling: true,
         }
     }
@@ -94,10 +119,16 @@ pub struct PluginEngine {
 pub(crate) struct EngineInner {
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
+    /// The pool's memory size: no invocation's cap goes beyond it.
+    pub(crate) max_memory_bytes: usize,
+    pub(crate) max_plugin_bytes: u64,
+    pub(crate) compiler: Compiler,
     pub(crate) component_linker: wasmtime::component::Linker<component::State>,
     pub(crate) command_linker: wasmtime::Linker<command::State>,
     pub(crate) permits: Permits,
     pub(crate) cache_dir: Option<PathBuf>,
+    /// The cache folder was refused (warned once).
+    pub(crate) cache_refused: AtomicBool,
     pub(crate) compiles: AtomicU64,
     stop: Arc<AtomicBool>,
     ticker: Mutex<Option<JoinHandle<()>>>,
@@ -116,13 +147,20 @@ impl PluginEngine {
     /// Builds the engine and starts its epoch ticker thread.
     pub fn new(options: EngineOptions) -> anyhow::Result<Self> {
         let limits = options.limits.clone();
+        let max_memory_bytes = options
+            .max_memory_bytes
+            .unwrap_or(limits.memory_bytes)
+            .max(limits.memory_bytes);
         let slots = options.max_concurrency.max(1);
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.concurrency_support(false);
         config.wasm_component_model(true);
+        // Compiles run on our own bounded threads (see `compile`), one function
+        // after another, not on rayon's global pool.
+        config.parallel_compilation(false);
         // Memories never move: reserve the cap up front (rounded to 64 KiB pages).
-        let reservation = (limits.memory_bytes as u64)
+        let reservation = (max_memory_bytes as u64)
             .next_multiple_of(1 << 16)
             .max(1 << 16);
         config.memory_reservation(reservation);
@@ -171,10 +209,18 @@ impl PluginEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 limits,
+                max_memory_bytes,
+                max_plugin_bytes: options.max_plugin_bytes,
+                compiler: Compiler::new(
+                    options
+                        .compile_threads
+                        .unwrap_or_else(super::compile::default_threads),
+                ),
                 component_linker,
                 command_linker,
                 permits: Permits::new(slots as usize),
                 cache_dir: options.cache_dir,
+                cache_refused: AtomicBool::new(false),
                 compiles: AtomicU64::new(0),
                 stop,
                 ticker: Mutex::new(Some(ticker)),
@@ -202,6 +248,12 @@ impl PluginEngine {
             plugin: name.to_string(),
             reason,
         };
+        if bytes.len() as u64 > self.inner.max_plugin_bytes {
+            return Err(invalid(too_large(
+                bytes.len() as u64,
+                self.inner.max_plugin_bytes,
+            )));
+        }
         let kind = detect_kind(bytes).map_err(|r| invalid(r.to_string()))?;
         let version = hex::encode(Sha256::digest(bytes));
         let runner = match kind {
@@ -222,6 +274,39 @@ impl PluginEngine {
         };
         Ok(Plugin::new(name, version, kind, runner, self.clone()))
     }
+
+    /// Like [`PluginEngine::load`], on one of the engine's compile threads (never
+    /// the async runtime's); await the result, or `blocking_recv` it.
+    pub fn load_in_background(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> tokio::sync::oneshot::Receiver<Result<Plugin, PluginError>> {
+        let (engine, name) = (self.clone(), name.to_string());
+        self.inner
+            .compiler
+            .submit(move || engine.load(&name, &bytes))
+    }
+
+    /// The largest memory cap a run may have (what the pool was sized for).
+    pub fn max_memory_bytes(&self) -> usize {
+        self.inner.max_memory_bytes
+    }
+
+    /// Plugin files larger than this are refused unread.
+    pub fn max_plugin_bytes(&self) -> u64 {
+        self.inner.max_plugin_bytes
+    }
+
+    /// How many plugins may compile at once.
+    pub fn compile_threads(&self) -> usize {
+        self.inner.compiler.threads()
+    }
+}
+
+/// Why a plugin file of `size` bytes is refused.
+pub(crate) fn too_large(size: u64, max: u64) -> String {
+    format!("the file is {size} bytes, more than plugins.max_plugin_bytes ({max})")
 }
 
 impl Drop for EngineInner {

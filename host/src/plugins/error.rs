@@ -86,6 +86,18 @@ pub enum PluginError {
         /// What is wrong.
         reason: String,
     },
+    /// The run asked for more emits than its budget allows: too many in one run,
+    /// an emitted event's data too large, or an emit past the hop limit. The run
+    /// has no effects, and a retry would only ask again: it is dead-lettered at once.
+    #[error("plugin {plugin} exceeded its emit budget on event {event_id}: {reason} (not retried)")]
+    EmitBudget {
+        /// The plugin's name.
+        plugin: String,
+        /// The event being handled.
+        event_id: String,
+        /// Which cap, and by how much.
+        reason: String,
+    },
     /// The host could not set up the instance (e.g. the pool is misconfigured).
     #[error("plugin {plugin} could not start on event {event_id}: {message}")]
     Internal {
@@ -110,14 +122,16 @@ impl PluginError {
             | PluginError::OutputLimit { plugin, .. }
             | PluginError::Guest { plugin, .. }
             | PluginError::BadOutput { plugin, .. }
+            | PluginError::EmitBudget { plugin, .. }
             | PluginError::Internal { plugin, .. } => plugin,
         }
     }
 
     /// A failure of one invocation: count the attempt and retry with backoff
-    /// (dead-letter after the last attempt).
+    /// (dead-letter after the last attempt). An exceeded emit budget is not: the
+    /// same run would exceed it again, so its delivery is dead at once.
     pub fn is_retryable(&self) -> bool {
-        !self.is_unavailable()
+        !self.is_unavailable() && !matches!(self, PluginError::EmitBudget { .. })
     }
 
     /// The plugin itself is absent or unloadable: the delivery should wait for a
@@ -140,6 +154,7 @@ impl PluginError {
             PluginError::OutputLimit { .. } => "output_limit",
             PluginError::Guest { .. } => "guest",
             PluginError::BadOutput { .. } => "bad_output",
+            PluginError::EmitBudget { .. } => "emit_budget",
             PluginError::Internal { .. } => "internal",
         }
     }
@@ -175,5 +190,16 @@ mod tests {
         };
         assert!(e.is_unavailable() && !e.is_retryable());
         assert_eq!(e.plugin(), "gone");
+        let e = PluginError::EmitBudget {
+            plugin: "bomb".into(),
+            event_id: "ev3".into(),
+            reason: "50 emits in one run, more than plugins.max_emits_per_run (20)".into(),
+        };
+        assert!(!e.is_retryable() && !e.is_unavailable());
+        assert_eq!(e.kind(), "emit_budget");
+        assert_eq!(
+            e.to_string(),
+            "plugin bomb exceeded its emit budget on event ev3: 50 emits in one run, more than plugins.max_emits_per_run (20) (not retried)"
+        );
     }
 }

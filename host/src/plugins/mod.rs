@@ -1,11 +1,13 @@
 //! The plugin runtime: loads WebAssembly plugins and runs one on one event in a
 //! fresh sandbox.
 //!
-//! Owns: the wasmtime engine (`engine`), the compile cache (`cache`), both ABIs
-//! (`component`: WASI 0.2 components of `plugin-sdk/wit/plugin.wit`; `command`: WASI
-//! preview 1 commands speaking JSON over stdin/stdout), the sandbox limits
-//! (`sandbox`), action validation (`plugin`), the atomically swapped plugin set
-//! (`registry`) and the `run-plugin` command (`cli`).
+//! Owns: the wasmtime engine (`engine`), the compile threads (`compile`) and the
+//! compile cache (`cache`), both ABIs (`component`: WASI 0.2 components of
+//! `plugin-sdk/wit/plugin.wit`; `command`: WASI preview 1 commands speaking JSON
+//! over stdin/stdout), deadlines that hold inside WASI calls (`deadline`,
+//! `poll_oneoff`), the sandbox limits (`sandbox`), action validation and the emit
+//! budget of a run (`plugin`), the atomically swapped plugin set (`registry`) and
+//! the `run-plugin` command (`cli`).
 //! Never: touches the network or the store. Plugins decide; the dispatcher records
 //! their actions and the outbox performs the forwards. Nothing outside this module
 //! sees a wasmtime type.
@@ -23,20 +25,26 @@
 //! registry.load_dir("plugins".as_ref())?;
 //! let plugin = registry.require("payment_audit")?;
 //! let actions = plugin.run(&event, 1, &Default::default()); // in spawn_blocking
+//! // or under a plugin's own limits (`[plugin.NAME] timeout_ms`, `memory_mb`):
+//! let limits = Limits { timeout: std::time::Duration::from_millis(200), ..Limits::default() };
+//! let actions = plugin.run_with(&event, 1, &Default::default(), &limits);
 //! # Ok(()) }
 //! ```
 
 mod cache;
 pub mod cli;
 mod command;
+mod compile;
 mod component;
+mod deadline;
 mod engine;
 mod error;
 mod plugin;
+mod poll_oneoff;
 mod registry;
 mod sandbox;
 
-pub use engine::{EngineOptions, Limits, PluginEngine};
+pub use engine::{EngineOptions, Limits, MAX_HOPS, PluginEngine};
 pub use error::PluginError;
 pub use plugin::{Plugin, PluginKind};
 pub use registry::{PluginRegistry, PluginSet, plugin_name};

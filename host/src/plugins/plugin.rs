@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::engine::PluginEngine;
+use std::time::Instant;
+
+use super::engine::{Limits, MAX_HOPS, PluginEngine};
 use super::error::PluginError;
 use super::sandbox::Context;
 use super::{command, component};
@@ -102,9 +104,9 @@ impl Plugin {
         self.inner.kind
     }
 
-    /// Runs the plugin on one event in a fresh sandboxed instance and returns its
-    /// validated actions. `attempt` is 1-based; `config` is the plugin's
-    /// `[plugin.NAME] config` table.
+    /// Runs the plugin on one event in a fresh sandboxed instance, under the
+    /// engine's limits, and returns its validated actions. `attempt` is 1-based;
+    /// `config` is the plugin's `[plugin.NAME] config` table.
     ///
     /// Blocking: it runs the guest on the calling thread (call it from
     /// `spawn_blocking`), and waits for a free instance slot if all are busy.
@@ -114,17 +116,36 @@ impl Plugin {
         attempt: u32,
         config: &BTreeMap<String, String>,
     ) -> Result<Vec<Action>, PluginError> {
+        self.run_with(event, attempt, config, &self.inner.engine.inner.limits)
+    }
+
+    /// Like [`Plugin::run`], under `limits` (a plugin's own `timeout_ms` and
+    /// `memory_mb`; a memory cap above the engine's pool size is lowered to it).
+    ///
+    /// The deadline counts from the moment an instance slot is free and holds
+    /// whatever the guest does, host calls included: the thread, the slot and the
+    /// pool's memory are free again within milliseconds of it.
+    pub fn run_with(
+        &self,
+        event: &Event,
+        attempt: u32,
+        config: &BTreeMap<String, String>,
+        limits: &Limits,
+    ) -> Result<Vec<Action>, PluginError> {
         let engine = &self.inner.engine;
+        let mut limits = limits.clone();
+        limits.memory_bytes = limits.memory_bytes.min(engine.inner.max_memory_bytes);
         let event_id = event.id.to_string();
-        let ctx = Context {
-            plugin: &self.inner.name,
-            event_id: &event_id,
-            limits: &engine.inner.limits,
-        };
         let actions = {
             let _permit = engine.inner.permits.acquire();
             let mut tries = 0;
             loop {
+                let ctx = Context {
+                    plugin: &self.inner.name,
+                    event_id: &event_id,
+                    limits: &limits,
+                    deadline: Instant::now() + limits.timeout,
+                };
                 let result = match &self.inner.runner {
                     Runner::Component(r) => r.run(engine, &ctx, event, attempt, config),
                     Runner::Command(r) => r.run(engine, &ctx, event, attempt, config),
@@ -144,11 +165,49 @@ impl Plugin {
                 }
             }
         };
+        let ctx = Context {
+            plugin: &self.inner.name,
+            event_id: &event_id,
+            limits: &limits,
+            deadline: Instant::now(),
+        };
         for action in &actions {
             validate(action).map_err(|reason| ctx.bad_output(reason))?;
         }
+        check_emit_budget(&actions, event.hops, &limits)
+            .map_err(|reason| ctx.emit_budget(reason))?;
         Ok(actions)
     }
+}
+
+/// The caps one run's emits obey: how many, how large, how deep.
+fn check_emit_budget(actions: &[Action], hops: u32, limits: &Limits) -> Result<(), String> {
+    let mut emits = 0;
+    for action in actions {
+        if let Action::Emit { event_type, data } = action {
+            emits += 1;
+            if hops >= MAX_HOPS {
+                return Err(format!(
+                    "emit {event_type:?} would be hop {}, past the limit of {MAX_HOPS} hops",
+                    hops + 1
+                ));
+            }
+            if data.len() > limits.max_emit_bytes {
+                return Err(format!(
+                    "emit {event_type:?} data is {} bytes, more than server.max_body_bytes ({})",
+                    data.len(),
+                    limits.max_emit_bytes
+                ));
+            }
+        }
+    }
+    if emits > limits.max_emits_per_run {
+        return Err(format!(
+            "{emits} emits in one run, more than plugins.max_emits_per_run ({})",
+            limits.max_emits_per_run
+        ));
+    }
+    Ok(())
 }
 
 /// The kernel's transient refusal to seal wasmtime's memory-image memfd.
@@ -234,5 +293,46 @@ mod tests {
         assert!(validate(&emit("x", "{\"a\":1}")).is_ok());
         assert!(validate(&emit("", "{}")).is_err());
         assert!(validate(&emit("x", "{oops")).is_err());
+    }
+
+    #[test]
+    fn emit_budget_caps_count_size_and_hops() {
+        let limits = Limits {
+            max_emits_per_run: 2,
+            max_emit_bytes: 10,
+            ..Limits::default()
+        };
+        let emit = |d: &str| Action::Emit {
+            event_type: "t".into(),
+            data: d.into(),
+        };
+        let two = [emit("{}"), forward("http://a/"), emit("[1]")];
+        assert_eq!(check_emit_budget(&two, 0, &limits), Ok(()));
+        let three = [emit("{}"), emit("{}"), emit("{}")];
+        let err = check_emit_budget(&three, 0, &limits).unwrap_err();
+        assert!(
+            err.contains("3 emits in one run, more than plugins.max_emits_per_run (2)"),
+            "{err}"
+        );
+        let big = [emit("[1,2,3,4,5,6]")];
+        let err = check_emit_budget(&big, 0, &limits).unwrap_err();
+        assert!(
+            err.contains("13 bytes, more than server.max_body_bytes (10)"),
+            "{err}"
+        );
+        assert_eq!(
+            check_emit_budget(&[emit("{}")], MAX_HOPS - 1, &limits),
+            Ok(())
+        );
+        let err = check_emit_budget(&[emit("{}")], MAX_HOPS, &limits).unwrap_err();
+        assert!(
+            err.contains("would be hop 9, past the limit of 8 hops"),
+            "{err}"
+        );
+        // Forwards alone are not emits, at any depth.
+        assert_eq!(
+            check_emit_budget(&[forward("http://a/")], MAX_HOPS, &limits),
+            Ok(())
+        );
     }
 }

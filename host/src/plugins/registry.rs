@@ -1,15 +1,19 @@
 //! The set of loaded plugins, swapped atomically as a whole.
 //!
 //! Owns: which file is which plugin (top-level `*.wasm`, name = file stem), the
-//! current `PluginSet` snapshot, and the last load error of each name.
-//! Never: lets a broken file replace a working version, watches the folder (the
-//! reload module drives `load_file`/`remove`), or runs plugins.
+//! current `PluginSet` snapshot, the last load error of each name, and the order
+//! in which changes of one name are applied.
+//! Never: lets a broken file replace a working version, reads a file larger than
+//! `plugins.max_plugin_bytes`, holds its lock while compiling, watches the folder
+//! (the reload module drives `reload_file`/`remove`), or runs plugins.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::engine::PluginEngine;
+use super::engine::{PluginEngine, too_large};
 use super::error::PluginError;
 use super::plugin::Plugin;
 
@@ -40,11 +44,20 @@ impl PluginSet {
 
 /// The live plugin set. Readers take a cheap snapshot; writers build a new set and
 /// swap it in, so a reader never sees a half-updated set.
+///
+/// Reading and compiling a file happen on the engine's compile threads, without
+/// any lock: the lock is held only to swap a finished set in, so a slow compile
+/// never holds up the reload of another plugin. Each load or removal of a name
+/// takes a ticket; a load that finishes after a newer change of the same name was
+/// asked for is dropped, so files are applied in the order they changed.
 #[derive(Debug)]
 pub struct PluginRegistry {
     engine: PluginEngine,
     current: RwLock<Arc<PluginSet>>,
     writer: Mutex<()>,
+    /// The latest ticket of each name.
+    latest: Mutex<HashMap<String, u64>>,
+    tickets: AtomicU64,
 }
 
 impl PluginRegistry {
@@ -54,6 +67,8 @@ impl PluginRegistry {
             engine,
             current: RwLock::new(Arc::new(PluginSet::default())),
             writer: Mutex::new(()),
+            latest: Mutex::new(HashMap::new()),
+            tickets: AtomicU64::new(0),
         }
     }
 
@@ -90,9 +105,12 @@ impl PluginRegistry {
         }
     }
 
-    /// Loads every plugin file of `dir` and swaps the whole set in. A name whose
-    /// file fails keeps its previous version (if any) and records the error; files
+    /// Loads every plugin file of `dir`, compiling them in parallel on the
+    /// engine's compile threads, and swaps the whole set in. A name whose file
+    /// fails keeps its previous version (if any) and records the error; files
     /// whose bytes did not change are not recompiled. Returns the new set.
+    ///
+    /// Blocking: call it outside the async runtime (`spawn_blocking`).
     pub fn load_dir(&self, dir: &Path) -> std::io::Result<Arc<PluginSet>> {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -105,11 +123,34 @@ impl PluginRegistry {
                 files.push((name, path));
             }
         }
+        let old = self.snapshot();
+        let jobs: Vec<_> = files
+            .into_iter()
+            .map(|(name, path)| {
+                let ticket = self.ticket(&name);
+                let job = self.submit(&name, &path, old.plugins.get(&name).cloned());
+                (name, path, ticket, job)
+            })
+            .collect();
+        let mut loaded = Vec::with_capacity(jobs.len());
+        for (name, path, ticket, job) in jobs {
+            let result = job
+                .blocking_recv()
+                .unwrap_or_else(|_| Err(compile_thread_failed(&name)));
+            loaded.push((name, path, ticket, result));
+        }
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.snapshot();
         let mut next = PluginSet::default();
-        for (name, path) in files {
-            match self.load_path(&old, &name, &path) {
+        for (name, path, ticket, result) in loaded {
+            if !self.is_latest(&name, ticket) {
+                // Changed again meanwhile: that later change decides.
+                if let Some(p) = old.plugins.get(&name) {
+                    next.plugins.insert(name, p.clone());
+                }
+                continue;
+            }
+            match result {
                 Ok(plugin) => {
                     next.plugins.insert(name, plugin);
                 }
@@ -127,30 +168,36 @@ impl PluginRegistry {
 
     /// Loads (or reloads) one plugin file and replaces that one entry. On failure
     /// the previous version keeps serving and the error is recorded and returned.
+    /// Blocking: it compiles on the calling thread.
     pub fn load_file(&self, path: &Path) -> Result<Plugin, PluginError> {
-        let name = plugin_name(path).ok_or_else(|| PluginError::Invalid {
-            plugin: path.display().to_string(),
-            reason: "not a plugin file (expected a top-level NAME.wasm)".into(),
-        })?;
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.snapshot();
-        let mut next = (*old).clone();
-        let result = self.load_path(&old, &name, path);
-        match &result {
-            Ok(plugin) => {
-                next.plugins.insert(name.clone(), plugin.clone());
-                next.errors.remove(&name);
-            }
-            Err(error) => {
-                next.errors.insert(name, error.clone());
-            }
-        }
-        self.swap(next);
+        let name = file_plugin_name(path)?;
+        let ticket = self.ticket(&name);
+        let result = load(&self.engine, &name, path, self.get(&name));
+        self.install(&name, ticket, result.clone());
         result
     }
 
-    /// Removes a plugin: it takes no new deliveries; running ones finish.
+    /// Like [`PluginRegistry::load_file`], compiling on one of the engine's compile
+    /// threads while the caller awaits. `None`: a newer change of the same file
+    /// arrived meanwhile, and this load was dropped in its favour.
+    pub async fn reload_file(&self, path: &Path) -> Option<Result<Plugin, PluginError>> {
+        let name = match file_plugin_name(path) {
+            Ok(name) => name,
+            Err(e) => return Some(Err(e)),
+        };
+        let ticket = self.ticket(&name);
+        let result = self
+            .submit(&name, path, self.get(&name))
+            .await
+            .unwrap_or_else(|_| Err(compile_thread_failed(&name)));
+        self.install(&name, ticket, result.clone())
+            .then_some(result)
+    }
+
+    /// Removes a plugin: it takes no new deliveries; running ones finish. A load
+    /// of the same name still compiling is dropped.
     pub fn remove(&self, name: &str) -> Option<Plugin> {
+        self.ticket(name);
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (*self.snapshot()).clone();
         next.errors.remove(name);
@@ -159,20 +206,59 @@ impl PluginRegistry {
         removed
     }
 
-    fn load_path(&self, old: &PluginSet, name: &str, path: &Path) -> Result<Plugin, PluginError> {
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Invalid {
-            plugin: name.to_string(),
-            reason: format!("cannot read {}: {e}", path.display()),
-        })?;
-        if let Some(current) = old.plugins.get(name) {
-            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-            if current.version() == digest {
-                return Ok(current.clone());
+    /// Reads and compiles `path` on a compile thread.
+    fn submit(
+        &self,
+        name: &str,
+        path: &Path,
+        current: Option<Plugin>,
+    ) -> tokio::sync::oneshot::Receiver<Result<Plugin, PluginError>> {
+        let (engine, name, path) = (self.engine.clone(), name.to_string(), path.to_path_buf());
+        self.engine
+            .inner
+            .compiler
+            .submit(move || load(&engine, &name, &path, current))
+    }
+
+    /// Swaps `result` in for `name` unless a newer ticket was taken; whether it did.
+    fn install(&self, name: &str, ticket: u64, result: Result<Plugin, PluginError>) -> bool {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.is_latest(name, ticket) {
+            tracing::debug!(
+                plugin = name,
+                "a newer change of this plugin superseded a load"
+            );
+            return false;
+        }
+        let mut next = (*self.snapshot()).clone();
+        match result {
+            Ok(plugin) => {
+                next.plugins.insert(name.to_string(), plugin);
+                next.errors.remove(name);
+            }
+            Err(error) => {
+                next.errors.insert(name.to_string(), error);
             }
         }
-        let plugin = self.engine.load(name, &bytes)?;
-        tracing::info!(plugin = name, version = plugin.short_version(), kind = %plugin.kind(), "plugin loaded");
-        Ok(plugin)
+        self.swap(next);
+        true
+    }
+
+    fn ticket(&self, name: &str) -> u64 {
+        let t = self.tickets.fetch_add(1, Ordering::Relaxed) + 1;
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), t);
+        t
+    }
+
+    fn is_latest(&self, name: &str, ticket: u64) -> bool {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            == Some(&ticket)
     }
 
     fn swap(&self, next: PluginSet) -> Arc<PluginSet> {
@@ -180,6 +266,67 @@ impl PluginRegistry {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         next
     }
+}
+
+fn file_plugin_name(path: &Path) -> Result<String, PluginError> {
+    plugin_name(path).ok_or_else(|| PluginError::Invalid {
+        plugin: path.display().to_string(),
+        reason: "not a plugin file (expected a top-level NAME.wasm)".into(),
+    })
+}
+
+fn compile_thread_failed(name: &str) -> PluginError {
+    PluginError::Invalid {
+        plugin: name.to_string(),
+        reason: "the compile thread failed (see the log)".into(),
+    }
+}
+
+/// Reads `path` (unless it is larger than the engine allows: then it is not read
+/// at all) and compiles it, or returns `current` if the bytes did not change.
+fn load(
+    engine: &PluginEngine,
+    name: &str,
+    path: &Path,
+    current: Option<Plugin>,
+) -> Result<Plugin, PluginError> {
+    let invalid = |reason: String| PluginError::Invalid {
+        plugin: name.to_string(),
+        reason,
+    };
+    let max = engine.max_plugin_bytes();
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let size = file
+        .metadata()
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    if size > max {
+        return Err(invalid(format!(
+            "{}; it was not read",
+            too_large(size, max)
+        )));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    (&mut file)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() as u64 > max {
+        return Err(invalid(format!(
+            "{} (it grew while being read)",
+            too_large(bytes.len() as u64, max)
+        )));
+    }
+    if let Some(current) = current {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        if current.version() == digest {
+            return Ok(current);
+        }
+    }
+    let plugin = engine.load(name, &bytes)?;
+    tracing::info!(plugin = name, version = plugin.short_version(), kind = %plugin.kind(), "plugin loaded");
+    Ok(plugin)
 }
 
 /// The plugin name of a path, if it is a plugin file: `NAME.wasm`, not a dotfile,

@@ -29,7 +29,7 @@ pub fn limits() -> Limits {
         timeout: TIMEOUT,
         memory_bytes: 32 << 20,
         max_output_bytes: 256 << 10,
-        max_actions: 100,
+        ..Limits::default()
     }
 }
 
