@@ -487,3 +487,84 @@ fn retention_keys_are_validated() {
         assert!(err.contains(want), "{store}: {err}");
     }
 }
+
+fn cache_entries(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("data/plugin-cache"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".cwasm")
+        })
+        .count()
+}
+
+#[test]
+fn the_compile_cache_keeps_versions_in_use_and_the_last_two_of_each_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let versions = [fixture("relay"), fixture("trivial"), fixture("hostile")];
+    install_plugin(dir.path(), &versions[0], "p");
+    install_plugin(dir.path(), &versions[1], "q");
+    let r = Router::start(
+        dir.path(),
+        &config(
+            "",
+            "\n[[routes]]\nevents = [\"*\"]\nplugins = [\"p\", \"q\"]\n",
+        ),
+        &env(),
+    );
+    assert_eq!(cache_entries(dir.path()), 2);
+    let version_of = |i: usize| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&versions[i]).unwrap()))
+    };
+    let serving = |want: &str| {
+        wait_for(30, "the new version to serve", || {
+            r.admin_json("/admin/plugins")["plugins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "p" && p["version"] == want)
+                .then_some(())
+        })
+    };
+    // p: relay, then trivial, then hostile. The cache keeps q's entry (in use),
+    // and p's last two versions; relay's entry goes.
+    install_plugin(dir.path(), &versions[1], "p");
+    serving(&version_of(1));
+    install_plugin(dir.path(), &versions[2], "p");
+    serving(&version_of(2));
+    let mut entries: Vec<String> = std::fs::read_dir(dir.path().join("data/plugin-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .collect();
+    entries.sort();
+    let mut want: Vec<String> = [1, 2].iter().map(|i| version_of(*i)).collect();
+    want.sort();
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e[..64].to_string())
+            .collect::<Vec<_>>(),
+        want,
+        "trivial (p's previous and q's current) and hostile are kept, relay removed"
+    );
+    // A rollback to the previous version is a cache hit.
+    std::fs::write(dir.path().join("router.log"), "").unwrap();
+    install_plugin(dir.path(), &versions[1], "p");
+    serving(&version_of(1));
+    assert!(
+        !r.log().contains("compiling a plugin not in the cache"),
+        "{}",
+        r.log()
+    );
+    // Going back to relay compiles it again (its entry was removed).
+    install_plugin(dir.path(), &versions[0], "p");
+    serving(&version_of(0));
+    assert!(r.log().contains("compiling a plugin not in the cache"));
+    // p's last two are now relay and trivial (q's too): hostile's entry went.
+    assert_eq!(cache_entries(dir.path()), 2);
+}

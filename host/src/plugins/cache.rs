@@ -2,8 +2,10 @@
 //! engine's compatibility hash.
 //!
 //! Owns: the file names and the write protocol of cache entries (temp file, then
-//! rename; never rewrite an entry in place, see wasmtime #10283), and whether the
-//! cache folder may be trusted at all.
+//! rename; never rewrite an entry in place, see wasmtime #10283), whether the
+//! cache folder may be trusted at all, and which entries are kept (those of the
+//! versions loaded now, and the last two versions of each plugin, for quick
+//! rollbacks; see [`collect`]).
 //! Never: memory-maps a cache file (entries are read into memory, then
 //! deserialized), loads an entry from a folder others can write, or decides
 //! whether a plugin is valid.
@@ -215,4 +217,90 @@ fn unsafe_component(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component
 #[allow(unsafe_code)]
 fn unsafe_module(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Module> {
     unsafe { Module::deserialize(engine, bytes) }
+}
+
+/// The load history of the cache: `NAME VERSION` lines, oldest first.
+const HISTORY: &str = "versions";
+
+/// How many versions of each plugin keep their entries, loaded or not.
+const KEEP_PER_PLUGIN: usize = 2;
+
+/// Notes the versions just loaded, then removes every entry that is neither in
+/// use (`loaded`) nor among the last [`KEEP_PER_PLUGIN`] versions of its plugin,
+/// and entries of other engine builds. Best effort: errors are logged, and a
+/// removed entry only costs a compile. Returns how many entries were removed.
+pub(crate) fn collect(
+    engine: &PluginEngine,
+    newly_loaded: &[(&str, &str)],
+    loaded: &[&str],
+) -> usize {
+    let Some(dir) = trusted_dir(engine) else {
+        return 0;
+    };
+    let history_path = dir.join(HISTORY);
+    let mut history: Vec<(String, String)> = std::fs::read_to_string(&history_path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    history.extend(
+        newly_loaded
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string())),
+    );
+    // The last KEEP_PER_PLUGIN distinct versions of each name, newest first.
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (name, version) in history.iter().rev() {
+        let of_name = kept.iter().filter(|(n, _)| n == name).count();
+        if of_name < KEEP_PER_PLUGIN && !kept.iter().any(|(n, v)| n == name && v == version) {
+            kept.push((name.clone(), version.clone()));
+        }
+    }
+    kept.reverse();
+    let compacted: String = kept.iter().map(|(n, v)| format!("{n} {v}\n")).collect();
+    let tmp = dir.join(format!(".{HISTORY}.{}.tmp", std::process::id()));
+    if let Err(e) = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(compacted.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, &history_path))
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot write the plugin cache's history; nothing removed");
+        return 0;
+    }
+    let suffix = |version: &str, kind: &str| {
+        entry_path(&engine.inner.engine, dir, version, kind)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let keep: std::collections::HashSet<String> = kept
+        .iter()
+        .map(|(_, v)| v.as_str())
+        .chain(loaded.iter().copied())
+        .flat_map(|v| [suffix(v, "component"), suffix(v, "module")])
+        .collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".cwasm") && !keep.contains(&name) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(entry = %name, error = %e, "cannot remove an old plugin cache entry")
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "old compiled plugins removed from the cache");
+    }
+    removed
 }

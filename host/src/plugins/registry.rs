@@ -263,7 +263,26 @@ impl PluginRegistry {
 
     fn swap(&self, next: PluginSet) -> Arc<PluginSet> {
         let next = Arc::new(next);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            next.clone(),
+        );
+        // New versions go into the cache's history; entries no version in use
+        // and none of the last two of a plugin needs are removed.
+        let fresh: Vec<(&str, &str)> = next
+            .plugins
+            .iter()
+            .filter(|(name, p)| {
+                old.plugins
+                    .get(*name)
+                    .is_none_or(|o| o.version() != p.version())
+            })
+            .map(|(name, p)| (name.as_str(), p.version()))
+            .collect();
+        if !fresh.is_empty() {
+            let loaded: Vec<&str> = next.plugins.values().map(|p| p.version()).collect();
+            super::cache::collect(&self.engine, &fresh, &loaded);
+        }
         next
     }
 }
