@@ -13,6 +13,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{RawConfig, SourceName};
+use crate::net::HostPort;
 use super::{
     Config, ConfigError, ForwardTarget, Outbox, PluginSettings, Plugins, Retry, Route, Server,
     Source, Store,
@@ -113,7 +114,28 @@ pub(super) fn parse(
             raw.server.body_timeout_ms,
             "server.body_timeout_ms",
         )?),
+        idle_timeout: Duration::from_millis(positive(
+            raw.server.idle_timeout_ms,
+            "server.idle_timeout_ms",
+        )?),
+        http2_max_streams: positive(
+            raw.server.http2_max_streams.into(),
+            "server.http2_max_streams",
+        )? as u32,
+        max_connections: positive(raw.server.max_connections as u64, "server.max_connections")?
+            as usize,
+        max_inflight_bytes: positive(raw.server.max_inflight_bytes, "server.max_inflight_bytes")?,
     };
+    if server.max_inflight_bytes < server.max_body_bytes {
+        return Err(cx.err(
+            None,
+            "server.max_inflight_bytes",
+            format!(
+                "{} is below server.max_body_bytes ({}): a body of the largest size could never be read",
+                server.max_inflight_bytes, server.max_body_bytes
+            ),
+        ));
+    }
 
     // [store], [plugins], [outbox]
     let store = Store {
@@ -191,6 +213,27 @@ pub(super) fn parse(
                 format!("environment variable {var} is not set"),
             )
         })?),
+    };
+
+    if let Err(why) = super::admin_exposure(server.admin_listen, raw.admin.token_env.is_some()) {
+        return Err(cx.err(Some(raw.server.admin_listen.span()), "server.admin_listen", why));
+    }
+    let admin_allowed_hosts = match &raw.admin.allowed_hosts {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(j, h)| {
+                    HostPort::parse(h.get_ref()).ok_or_else(|| {
+                        cx.err(
+                            Some(h.span()),
+                            format!("admin.allowed_hosts[{j}]"),
+                            format!("invalid entry {:?}: expected host or host:port", h.get_ref()),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
     };
 
     // [[sources]]
@@ -305,6 +348,7 @@ pub(super) fn parse(
             PluginSettings {
                 config,
                 allow_forward,
+                allow_private_network: settings.allow_private_network,
             },
         );
     }
@@ -317,6 +361,7 @@ pub(super) fn parse(
         outbox,
         admin_token_env: raw.admin.token_env.clone(),
         admin_token,
+        admin_allowed_hosts,
         sources,
         routes,
         plugin_settings,
