@@ -67,11 +67,13 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 /// Checks a forward's URL against the plugin's policy and its headers against
 /// the forbidden ones. `Err` says why in one line, naming the URL only in its
 /// [`redact`]ed form.
-pub fn check(url: &str, headers: &[(String, String)], policy: Policy<'_>) -> Result<Permit, String> {
+pub fn check(
+    url: &str,
+    headers: &[(String, String)],
+    policy: Policy<'_>,
+) -> Result<Permit, String> {
     let shown = redact(url);
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("invalid url {shown}"))?;
+    let uri: http::Uri = url.parse().map_err(|_| format!("invalid url {shown}"))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
@@ -121,7 +123,9 @@ pub fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
             ));
         }
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(format!("forward header name {name:?} is not a valid header name"));
+            return Err(format!(
+                "forward header name {name:?} is not a valid header name"
+            ));
         }
     }
     Ok(())
@@ -152,7 +156,11 @@ pub fn check_address(
     }
 }
 
-fn is_own_listener(addr: SocketAddr, listeners: &[SocketAddr], is_local: &dyn Fn(IpAddr) -> bool) -> bool {
+fn is_own_listener(
+    addr: SocketAddr,
+    listeners: &[SocketAddr],
+    is_local: &dyn Fn(IpAddr) -> bool,
+) -> bool {
     let ip = addr.ip();
     listeners.iter().any(|l| {
         let lip = net::unmap(l.ip());

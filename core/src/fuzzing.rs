@@ -49,10 +49,7 @@ fn request(data: &[u8]) -> (HeaderMap, &[u8]) {
             continue;
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name),
-            HeaderValue::from_bytes(value),
-        ) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
             headers.append(n, v);
         }
     }
@@ -61,7 +58,10 @@ fn request(data: &[u8]) -> (HeaderMap, &[u8]) {
 
 fn add(headers: &mut HeaderMap, signed: Vec<(String, String)>) {
     for (k, v) in signed {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             headers.insert(n, v);
         }
     }
@@ -71,7 +71,12 @@ fn verifiers() -> &'static [Verifier] {
     static V: OnceLock<Vec<Verifier>> = OnceLock::new();
     V.get_or_init(|| {
         let secrets = || vec!["old-secret".to_owned(), "new-secret".to_owned()];
-        let sw = || vec!["whsec_b2xkLXNlY3JldC1rZXk=".to_owned(), "whsec_bmV3LXNlY3JldC1rZXk=".to_owned()];
+        let sw = || {
+            vec![
+                "whsec_b2xkLXNlY3JldC1rZXk=".to_owned(),
+                "whsec_bmV3LXNlY3JldC1rZXk=".to_owned(),
+            ]
+        };
         let tolerance = Duration::from_secs(300);
         vec![
             Verifier::new(Scheme::None, Vec::new(), tolerance),
@@ -201,7 +206,8 @@ verify = { scheme = "none" }
             "SW" => Some("whsec_c3ctZnV6ei1rZXk=".to_owned()),
             _ => Some(format!("{k}-value")),
         };
-        Config::parse(Path::new("/fuzz/router.toml"), text, &env).expect("fixed fuzz config is valid")
+        Config::parse(Path::new("/fuzz/router.toml"), text, &env)
+            .expect("fixed fuzz config is valid")
     })
 }
 

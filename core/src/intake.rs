@@ -122,11 +122,18 @@ pub fn is_masked(name: &str, source: Option<&Source>) -> bool {
 }
 
 /// Headers as an admin view shows them: signature and secret-like values masked.
-pub fn masked_headers(headers: &[(String, String)], source: Option<&Source>) -> Vec<(String, String)> {
+pub fn masked_headers(
+    headers: &[(String, String)],
+    source: Option<&Source>,
+) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(k, v)| {
-            let v = if is_masked(k, source) { MASK } else { v.as_str() };
+            let v = if is_masked(k, source) {
+                MASK
+            } else {
+                v.as_str()
+            };
             (k.clone(), v.to_owned())
         })
         .collect()

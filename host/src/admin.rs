@@ -1,22 +1,23 @@
 //! The admin listener: health, readiness, metrics and the admin API.
 //!
-//! Owns: `GET /healthz`, `/readyz`, `/metrics`, `/admin/*`, and the optional
-//! bearer token that guards `/admin/*` and `/metrics`.
+//! Owns: `GET /healthz`, `/readyz`, `/metrics`, `/admin/*`; who may call them
+//! is [`guard`]'s, checked once before any route.
 //! Never: serves webhooks; it listens on its own (loopback by default) address.
+
+pub(crate) mod guard;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode, header};
+use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
-use crate::http::{self, Body};
+use crate::http::{self, Body, Conns, Limits};
 use crate::live::Shared;
 use crate::metrics::METRICS;
 use crate::plugins::PluginRegistry;
-use crate::store::{Reader, ReplayTarget, Store};
+use crate::store::{DeadEntry, Reader, ReplayTarget, Store};
 
 #[derive(Clone)]
 pub(crate) struct Admin {
@@ -24,10 +25,19 @@ pub(crate) struct Admin {
     pub store: Store,
     pub reader: Arc<Reader>,
     pub registry: Arc<PluginRegistry>,
+    pub guard: guard::Guard,
 }
 
 impl Admin {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Err(refused) = self.guard.check(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            &self.live.load().config,
+        ) {
+            return refused;
+        }
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         match (&method, path.as_str()) {
@@ -45,23 +55,6 @@ impl Admin {
                 };
             }
             _ => {}
-        }
-        if let Some(token) = self.live.load().config.admin_token.as_deref() {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-                let mut resp =
-                    http::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Bearer"),
-                );
-                return resp;
-            }
         }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (&method, segments.as_slice()) {
@@ -101,6 +94,7 @@ impl Admin {
             }
             (&Method::GET, ["admin", "events", id]) => {
                 let id = id.to_string();
+                let live = self.live.load_full();
                 self.query(move |r| {
                     Ok(match r.event(&id)? {
                         None => http::error(StatusCode::NOT_FOUND, format!("no event {id:?}")),
@@ -111,6 +105,7 @@ impl Admin {
                             "external_id": rec.event.external_id,
                             "received_at": rec.event.received_at_rfc3339(),
                             "hops": rec.event.hops,
+                            "headers": shown_headers(&rec.event, &live.config),
                             "data": serde_json::from_str::<serde_json::Value>(&rec.event.body).unwrap_or(serde_json::Value::Null),
                             "deliveries": rec.deliveries,
                         })),
@@ -122,18 +117,20 @@ impl Admin {
                 self.query(|r| {
                     Ok(http::json(
                         StatusCode::OK,
-                        &json!({ "dead": r.dead(1000)? }),
+                        &json!({ "dead": r.dead(1000)?.into_iter().map(shown_dead).collect::<Vec<_>>() }),
                     ))
                 })
                 .await
             }
             (&Method::GET, ["admin", "dead", id]) => {
                 let id = id.to_string();
+                let live = self.live.load_full();
                 self.query(move |r| {
                     Ok(match r.dead_entry(&id)? {
                         None => http::error(StatusCode::NOT_FOUND, format!("no dead entry {id:?}")),
                         Some((entry, event)) => {
-                            let mut v = serde_json::to_value(&entry).unwrap_or_default();
+                            let mut v = serde_json::to_value(shown_dead(entry)).unwrap_or_default();
+                            v["headers"] = shown_headers(&event, &live.config);
                             v["data"] = serde_json::from_str(&event.body)
                                 .unwrap_or(serde_json::Value::Null);
                             http::json(StatusCode::OK, &v)
@@ -222,22 +219,40 @@ impl Admin {
     }
 }
 
+/// A dead entry as admin views show it: its forward's URL redacted.
+pub(crate) fn shown_dead(mut entry: DeadEntry) -> DeadEntry {
+    entry.target = entry.target.map(|t| crate::forward_policy::redact(&t));
+    entry
+}
+
+/// An event's headers as admin views show them, `[name, value]` pairs with
+/// signature and secret-like values masked.
+fn shown_headers(event: &crate::event::Event, config: &crate::config::Config) -> serde_json::Value {
+    let source = config.source(&event.source);
+    crate::intake::masked_headers(&event.headers, source)
+        .into_iter()
+        .map(|(k, v)| json!([k, v]))
+        .collect()
+}
+
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     admin: Admin,
+    conns: Arc<Conns>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let limits = Limits::from_config(&admin.live.load().config.server, Duration::from_secs(2));
     let admin = Arc::new(admin);
     http::serve(
         listener,
-        Duration::from_secs(10),
+        limits,
+        conns,
         move |req| {
             // One shared service per listener: a request clones an `Arc`, nothing more.
             let service = admin.clone();
             async move { service.handle(req).await }
         },
         shutdown,
-        Duration::from_secs(2),
     )
     .await;
 }

@@ -13,11 +13,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{RawConfig, SourceName};
-use crate::net::HostPort;
 use super::{
     Config, ConfigError, ForwardTarget, Outbox, PluginSettings, Plugins, Retry, Route, Server,
     Source, Store,
 };
+use crate::net::HostPort;
 
 const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
@@ -216,7 +216,11 @@ pub(super) fn parse(
     };
 
     if let Err(why) = super::admin_exposure(server.admin_listen, raw.admin.token_env.is_some()) {
-        return Err(cx.err(Some(raw.server.admin_listen.span()), "server.admin_listen", why));
+        return Err(cx.err(
+            Some(raw.server.admin_listen.span()),
+            "server.admin_listen",
+            why,
+        ));
     }
     let admin_allowed_hosts = match &raw.admin.allowed_hosts {
         None => None,
@@ -228,7 +232,10 @@ pub(super) fn parse(
                         cx.err(
                             Some(h.span()),
                             format!("admin.allowed_hosts[{j}]"),
-                            format!("invalid entry {:?}: expected host or host:port", h.get_ref()),
+                            format!(
+                                "invalid entry {:?}: expected host or host:port",
+                                h.get_ref()
+                            ),
                         )
                     })
                 })

@@ -43,12 +43,21 @@ fn a_good_request_becomes_an_event_without_credentials() {
         ("x-request-id", "r-1"),
     ]);
     let body = br#"{"type":"payment_created","id":"ext-1"}"#.to_vec();
-    let e = event(c.source("plain").unwrap(), &h, body.clone(), SystemTime::now()).unwrap();
+    let e = event(
+        c.source("plain").unwrap(),
+        &h,
+        body.clone(),
+        SystemTime::now(),
+    )
+    .unwrap();
     assert_eq!(e.event_type, "payment_created");
     assert_eq!(e.external_id.as_deref(), Some("ext-1"));
     assert_eq!(e.source, "plain");
     assert_eq!(e.body.as_bytes(), &body[..]);
-    assert_eq!(e.headers, vec![("x-request-id".to_string(), "r-1".to_string())]);
+    assert_eq!(
+        e.headers,
+        vec![("x-request-id".to_string(), "r-1".to_string())]
+    );
 }
 
 #[test]
@@ -56,13 +65,24 @@ fn each_check_refuses_with_its_status_and_reason() {
     let c = config();
     let now = SystemTime::now();
     let cases: [(&str, &[u8], StatusCode, &str); 4] = [
-        ("signed", br#"{"type":"t"}"#, StatusCode::UNAUTHORIZED, "signature"),
+        (
+            "signed",
+            br#"{"type":"t"}"#,
+            StatusCode::UNAUTHORIZED,
+            "signature",
+        ),
         ("plain", b"{not json", StatusCode::BAD_REQUEST, "json"),
         ("plain", br#"{"kind":"t"}"#, StatusCode::BAD_REQUEST, "type"),
         ("plain", br#"{"type":""}"#, StatusCode::BAD_REQUEST, "type"),
     ];
     for (source, body, status, reason) in cases {
-        let r = event(c.source(source).unwrap(), &HeaderMap::new(), body.to_vec(), now).unwrap_err();
+        let r = event(
+            c.source(source).unwrap(),
+            &HeaderMap::new(),
+            body.to_vec(),
+            now,
+        )
+        .unwrap_err();
         assert_eq!((r.status, r.reason), (status, reason), "{}", r.message);
         assert!(!r.message.is_empty());
     }

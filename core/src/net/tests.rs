@@ -99,7 +99,17 @@ fn entries_parse_with_and_without_ports() {
     assert_eq!(p("::1").unwrap().host, "::1");
     assert!(p("127.0.0.1").unwrap().is_ip_literal());
     assert!(!p("localhost").unwrap().is_ip_literal());
-    for bad in ["", ":80", "a..b", "host:99999", "host:", "[nope]:1", "a b", "a/b", "[::1"] {
+    for bad in [
+        "",
+        ":80",
+        "a..b",
+        "host:99999",
+        "host:",
+        "[nope]:1",
+        "a b",
+        "a/b",
+        "[::1",
+    ] {
         assert_eq!(p(bad), None, "{bad:?}");
     }
     assert_eq!(p("[::1]:9000").unwrap().to_string(), "[::1]:9000");

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::config::Config;
+use crate::log_safe::Escaped;
 use crate::store::{Reader, ReplayTarget, replay_offline};
 
 #[derive(Debug, Subcommand)]
@@ -34,20 +35,21 @@ pub(super) fn run(config: &Config, cmd: DeadCommand) -> anyhow::Result<ExitCode>
             if dead.is_empty() {
                 println!("no dead entries");
             }
-            for d in dead {
+            for d in dead.into_iter().map(crate::admin::shown_dead) {
                 let target = d
                     .target
                     .as_deref()
                     .map(|t| format!(" -> {t}"))
                     .unwrap_or_default();
+                // Event types and errors came from requests and plugins: escaped.
                 println!(
                     "{}\t{}\t{}\t{}{target}\tattempts={}\t{}",
                     d.id,
                     d.event_id,
-                    d.event_type,
+                    Escaped(&d.event_type),
                     d.plugin,
                     d.attempts,
-                    d.last_error.as_deref().unwrap_or("")
+                    Escaped(d.last_error.as_deref().unwrap_or(""))
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -58,7 +60,7 @@ pub(super) fn run(config: &Config, cmd: DeadCommand) -> anyhow::Result<ExitCode>
                 Ok(ExitCode::FAILURE)
             }
             Some((entry, event)) => {
-                let mut v = serde_json::to_value(&entry)?;
+                let mut v = serde_json::to_value(crate::admin::shown_dead(entry))?;
                 v["received_at"] = event.received_at_rfc3339().into();
                 v["data"] = serde_json::from_str(&event.body).unwrap_or(serde_json::Value::Null);
                 println!("{}", serde_json::to_string_pretty(&v)?);
