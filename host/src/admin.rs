@@ -36,7 +36,7 @@ impl Admin {
             req.headers(),
             &self.live.load().config,
         ) {
-            return refused;
+            return refused.response();
         }
         let path = req.uri().path().to_string();
         let method = req.method().clone();

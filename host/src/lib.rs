@@ -4,7 +4,7 @@
 //!
 //! The modules in the order an event passes through them:
 //!
-//! 1. [`ingress`] — `POST /webhooks/{source}` over [`http`]'s guarded
+//! 1. [`ingress`] — `POST /webhooks/{source}` over guarded
 //!    connections: body limit and in-flight budget, then [`intake`] (pure):
 //!    signature ([`source::verify`]), JSON, event type and id
 //!    ([`source::presets`]), credential headers dropped.

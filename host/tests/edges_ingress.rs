@@ -178,6 +178,20 @@ fn time_to_close(mut s: TcpStream, limit: Duration) -> Option<Duration> {
     }
 }
 
+/// SETTINGS_MAX_CONCURRENT_STREAMS of the server's first SETTINGS frame.
+fn max_concurrent_streams(s: &mut TcpStream) -> Option<u32> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    assert_eq!(head[3], 4, "the server speaks first with SETTINGS");
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    payload.chunks(6).find_map(|p| {
+        (u16::from_be_bytes([p[0], p[1]]) == 3).then(|| u32::from_be_bytes([p[2], p[3], p[4], p[5]]))
+    })
+}
+
 #[test]
 fn silent_half_preface_and_idle_http2_connections_are_closed_in_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,6 +201,7 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 header_timeout_ms = 1000
 idle_timeout_ms = 2500
+http2_max_streams = 7
 
 [[sources]]
 name = "plain"
@@ -201,6 +216,7 @@ verify = { scheme = "none" }
     let mut h2 = TcpStream::connect(to).unwrap();
     h2.write_all(PREFACE).unwrap();
     h2.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap(); // an empty SETTINGS frame
+    assert_eq!(max_concurrent_streams(&mut h2), Some(7), "server.http2_max_streams");
 
     let limit = Duration::from_secs(20);
     let threads: Vec<_> = [silent, half, h2]

@@ -21,6 +21,27 @@ use crate::net::HostPort;
 /// listener by whatever IP it has), and nothing in them is private.
 const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 
+/// Why the guard refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Refusal {
+    /// `{"error": message}`, with `WWW-Authenticate: Bearer` on a 401.
+    pub(crate) fn response(self) -> Response<Body> {
+        let mut resp = http::error(self.status, self.message);
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
 /// Fails when an admin listener on `addr` would serve without a token.
 pub(crate) fn check_exposure(addr: SocketAddr, config: &Config) -> anyhow::Result<()> {
     crate::config::admin_exposure(addr, config.admin_token.is_some())
@@ -59,7 +80,7 @@ impl Guard {
         uri: &Uri,
         headers: &HeaderMap,
         config: &Config,
-    ) -> Result<(), Response<Body>> {
+    ) -> Result<(), Refusal> {
         let probe = matches!(*method, Method::GET | Method::HEAD) && PROBES.contains(&uri.path());
         if probe {
             return Ok(());
@@ -80,7 +101,7 @@ impl Guard {
         uri: &Uri,
         headers: &HeaderMap,
         config: &Config,
-    ) -> Result<String, Response<Body>> {
+    ) -> Result<String, Refusal> {
         let given = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -102,18 +123,18 @@ impl Guard {
         if ok {
             Ok(given.to_owned())
         } else {
-            Err(http::error(
-                StatusCode::FORBIDDEN,
-                format!(
+            Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                message: format!(
                     "host {:?} is not in [admin] allowed_hosts",
                     crate::log_safe::Escaped(given).to_string()
                 ),
-            ))
+            })
         }
     }
 }
 
-fn check_token(headers: &HeaderMap, token: &str) -> Result<(), Response<Body>> {
+fn check_token(headers: &HeaderMap, token: &str) -> Result<(), Refusal> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -128,40 +149,38 @@ fn check_token(headers: &HeaderMap, token: &str) -> Result<(), Response<Body>> {
     if bool::from(a.as_slice().ct_eq(b.as_slice())) {
         return Ok(());
     }
-    let mut resp = http::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
-    Err(resp)
+    Err(Refusal {
+        status: StatusCode::UNAUTHORIZED,
+        message: "missing or wrong bearer token".into(),
+    })
 }
 
 /// A state-changing request: JSON only (a form or a `text/plain` fetch from
 /// another site needs no preflight; JSON does), and a same-origin `Origin`.
-fn check_state_change(headers: &HeaderMap, host: &str) -> Result<(), Response<Body>> {
+fn check_state_change(headers: &HeaderMap, host: &str) -> Result<(), Refusal> {
     let media = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase());
     if media.as_deref() != Some("application/json") {
-        return Err(http::error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "state-changing admin requests need Content-Type: application/json",
-        ));
+        return Err(Refusal {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "state-changing admin requests need Content-Type: application/json".into(),
+        });
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
         let host = host.to_ascii_lowercase();
         let same = origin == format!("http://{host}") || origin == format!("https://{host}");
         if !same {
-            return Err(http::error(
-                StatusCode::FORBIDDEN,
-                format!(
+            return Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                message: format!(
                     "origin {:?} is not this admin listener ({host})",
                     crate::log_safe::Escaped(&origin).to_string()
                 ),
-            ));
+            });
         }
     }
     Ok(())

@@ -29,7 +29,7 @@ fn status(
     let uri: Uri = path.parse().unwrap();
     match guard.check(&method, &uri, &map, config) {
         Ok(()) => 200,
-        Err(resp) => resp.status().as_u16(),
+        Err(refusal) => refusal.response().status().as_u16(),
     }
 }
 
