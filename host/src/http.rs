@@ -286,7 +286,8 @@ async fn drive<C: Graceful>(
     tokio::pin!(c);
     let grace = tokio::select! {
         _ = c.as_mut() => return,
-        _ = conn.close.notified() => CLOSE_GRACE,
+        // Evicted while idle; should a request have begun since, it may finish.
+        _ = conn.close.notified() => if conn.is_idle() { CLOSE_GRACE } else { limits.drain },
         _ = idle_for(conn, limits.idle_timeout) => CLOSE_GRACE,
         _ = stop.wait_for(|s| *s) => limits.drain,
     };

@@ -7,6 +7,7 @@
 //!   stays bounded, and every one is accepted afterwards.
 
 mod common;
+mod slow_h2;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -188,7 +189,8 @@ fn max_concurrent_streams(s: &mut TcpStream) -> Option<u32> {
     let mut payload = vec![0u8; len];
     s.read_exact(&mut payload).unwrap();
     payload.chunks(6).find_map(|p| {
-        (u16::from_be_bytes([p[0], p[1]]) == 3).then(|| u32::from_be_bytes([p[2], p[3], p[4], p[5]]))
+        (u16::from_be_bytes([p[0], p[1]]) == 3)
+            .then(|| u32::from_be_bytes([p[2], p[3], p[4], p[5]]))
     })
 }
 
@@ -216,7 +218,11 @@ verify = { scheme = "none" }
     let mut h2 = TcpStream::connect(to).unwrap();
     h2.write_all(PREFACE).unwrap();
     h2.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap(); // an empty SETTINGS frame
-    assert_eq!(max_concurrent_streams(&mut h2), Some(7), "server.http2_max_streams");
+    assert_eq!(
+        max_concurrent_streams(&mut h2),
+        Some(7),
+        "server.http2_max_streams"
+    );
 
     let limit = Duration::from_secs(20);
     let threads: Vec<_> = [silent, half, h2]
@@ -248,85 +254,6 @@ verify = { scheme = "none" }
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 202);
-}
-
-mod slow_h2 {
-    //! An HTTP/2 client (prior knowledge) that sends bodies slowly.
-
-    use std::convert::Infallible;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-    use std::time::Duration;
-
-    use bytes::Bytes;
-    use http_body_util::BodyExt;
-    use hyper::body::Frame;
-
-    /// A body fed chunk by chunk from a channel.
-    pub struct Slow(pub tokio::sync::mpsc::Receiver<Bytes>);
-
-    impl hyper::body::Body for Slow {
-        type Data = Bytes;
-        type Error = Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    pub async fn connect(
-        addr: std::net::SocketAddr,
-    ) -> hyper::client::conn::http2::SendRequest<Slow> {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
-        send
-    }
-
-    /// POSTs `body` in `chunks` pieces, `pause` apart; with a Content-Length
-    /// when `declare`. Returns the status and whether Retry-After was set.
-    pub async fn post(
-        mut send: hyper::client::conn::http2::SendRequest<Slow>,
-        url: String,
-        body: Bytes,
-        chunks: usize,
-        pause: Duration,
-        declare: bool,
-    ) -> (u16, bool) {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let mut req = hyper::Request::post(url).header("content-type", "application/json");
-        if declare {
-            req = req.header("content-length", body.len());
-        }
-        let req = req.body(Slow(rx)).unwrap();
-        let size = body.len().div_ceil(chunks);
-        let feed = tokio::spawn(async move {
-            let mut off = 0;
-            while off < body.len() {
-                let end = (off + size).min(body.len());
-                if tx.send(body.slice(off..end)).await.is_err() {
-                    return; // refused: the server dropped the body
-                }
-                off = end;
-                tokio::time::sleep(pause).await;
-            }
-        });
-        send.ready().await.unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let retry_after = resp.headers().contains_key("retry-after");
-        let _ = resp.into_body().collect().await;
-        feed.abort();
-        (status, retry_after)
-    }
 }
 
 #[test]
