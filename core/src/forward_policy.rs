@@ -115,14 +115,17 @@ pub fn check(
 
 /// Refuses a forward whose headers set `Host`, framing or hop-by-hop headers.
 pub fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
-    for (name, _) in headers {
-        let lower = name.to_ascii_lowercase();
+    for (full, _) in headers {
+        // A plugin may send a name of any length; an error shows its start.
+        let name: String = full.chars().take(64).collect();
+        let full = full.as_str();
+        let lower = full.to_ascii_lowercase();
         if FORBIDDEN_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
             return Err(format!(
                 "forward sets header {name:?}, which only the router may set"
             ));
         }
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        if http::HeaderName::from_bytes(full.as_bytes()).is_err() {
             return Err(format!(
                 "forward header name {name:?} is not a valid header name"
             ));
