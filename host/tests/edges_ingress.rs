@@ -247,13 +247,26 @@ verify = { scheme = "none" }
         "closed before idle_timeout: {h2:?}"
     );
     assert!(h2 < Duration::from_millis(2500) + margin, "{h2:?}");
-    // And the router serves on.
+    // And the router serves on; an event type cannot forge a log line.
     let resp = client()
         .post(r.webhook("plain"))
-        .body(r#"{"type":"after"}"#)
+        .body(r#"{"type":"after\nFORGED  INFO hookrouter: admin token disabled"}"#)
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 202);
+    let log = wait_for(10, "the event's log line", || {
+        let log = r.log();
+        log.contains("event stored").then_some(log)
+    });
+    assert!(!log.lines().any(|l| l.starts_with("FORGED")), "{log}");
+    assert!(
+        log.contains("after\\nFORGED"),
+        "escaped, not dropped: {log}"
+    );
+    assert!(
+        log.contains("source \"plain\" accepts unsigned requests"),
+        "an unsigned source is named at start: {log}"
+    );
 }
 
 #[test]
