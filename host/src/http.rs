@@ -307,8 +307,8 @@ async fn idle_for(conn: &conns::Conn, limit: Duration) {
         }
         let deadline = conn.idle_since() + limit;
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                if conn.is_idle() && conn.idle_since() + limit <= Instant::now() {
+            _ = tokio::time::sleep_until(deadline) => {
+                if conn.is_idle() && conn.idle_since() + limit <= tokio::time::Instant::now() {
                     return;
                 }
             }
@@ -342,5 +342,36 @@ impl Throttle {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_time_restarts_when_a_request_ends() {
+        let conns = Conns::new(10);
+        let r = conns.register();
+        let conn = r.conn.clone();
+        let started = tokio::time::Instant::now();
+        let watcher = {
+            let conn = conn.clone();
+            tokio::spawn(async move { idle_for(&conn, Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let busy = conn.begin();
+        // Busy past the first deadline: not idle, so not closed.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert!(!watcher.is_finished());
+        drop(busy);
+        watcher.await.unwrap();
+        let idle_at = started.elapsed();
+        assert!(
+            (Duration::from_secs(22)..Duration::from_secs(23)).contains(&idle_at),
+            "{idle_at:?}"
+        );
     }
 }

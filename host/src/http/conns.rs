@@ -11,9 +11,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+// Tokio's clock (the same as std's unless paused in a test), so that idle
+// deadlines follow paused time.
+use tokio::time::Instant;
 
 /// File descriptors kept free for everything that is not a connection: the
 /// store's files, the plugin folder's watch, outbound forwards, the listeners.
