@@ -328,20 +328,21 @@ impl Throttle {
     /// `Some(events since the last line)` when a line may be logged now.
     fn tick(&self) -> Option<u64> {
         static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        // Milliseconds since the first tick of any throttle, plus a second so
+        // that the very first tick (against `last_ms == 0`) logs.
         let now = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1000;
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         let last = self.last_ms.load(Ordering::Relaxed);
-        if now >= last + 1000
+        let due = now >= last + 1000
             && self
                 .last_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.count.store(0, Ordering::Relaxed);
-            Some(n)
-        } else {
-            None
+                .is_ok();
+        if !due {
+            return None;
         }
+        self.count.store(0, Ordering::Relaxed);
+        Some(n)
     }
 }
 
@@ -373,5 +374,11 @@ mod tests {
             (Duration::from_secs(22)..Duration::from_secs(23)).contains(&idle_at),
             "{idle_at:?}"
         );
+    }
+
+    #[test]
+    fn a_repeated_warning_is_logged_once_a_second_with_its_count() {
+        let t = Throttle::default();
+        assert_eq!((t.tick(), t.tick(), t.tick()), (Some(1), None, None));
     }
 }
