@@ -107,8 +107,7 @@ impl Protocols {
             .keep_alive_timeout(Duration::from_secs(20))
             // Reset floods (CVE-2023-44487 and its kin): hyper's limits, stated.
             .max_pending_accept_reset_streams(Some(20))
-            .max_local_error_reset_streams(Some(1024))
-            .max_header_list_size(64 * 1024);
+            .max_local_error_reset_streams(Some(1024));
         Protocols { h1, h2 }
     }
 }
