@@ -7,3 +7,13 @@
 
 pub mod presets;
 pub mod verify;
+
+/// `a, b or c`: the names of an enum's values, for error messages.
+fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}

@@ -1,8 +1,10 @@
 //! The admin listener: health, readiness, metrics and the admin API.
 //!
-//! Owns: `GET /healthz`, `/readyz`, `/metrics`, `/admin/*`, and the optional
-//! bearer token that guards `/admin/*` and `/metrics`.
+//! Owns: `GET /healthz`, `/readyz`, `/metrics`, `/admin/*`; who may call them
+//! is [`guard`]'s, checked once before any route.
 //! Never: serves webhooks; it listens on its own (loopback by default) address.
+
+pub(crate) mod guard;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,16 +12,15 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::event::EventId;
-use crate::http::{self, Body};
+use crate::http::{self, Body, Conns, Limits};
 use crate::live::Shared;
 use crate::metrics::METRICS;
 use crate::plugins::PluginRegistry;
 use crate::store::{
-    DeadFilter, DeadId, EventDetail, EventFilter, EventStatus, Page, Selection, SharedStore,
-    StoreError,
+    DeadEntry, DeadFilter, DeadId, EventDetail, EventFilter, EventStatus, Page, Selection,
+    SharedStore, StoreError,
 };
 
 #[derive(Clone)]
@@ -27,10 +28,19 @@ pub(crate) struct Admin {
     pub live: Shared,
     pub store: SharedStore,
     pub registry: Arc<PluginRegistry>,
+    pub guard: guard::Guard,
 }
 
 impl Admin {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Err(refused) = self.guard.check(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            &self.live.load().config,
+        ) {
+            return refused.response();
+        }
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         match (&method, path.as_str()) {
@@ -45,23 +55,6 @@ impl Admin {
                 return http::json(status, &json!(health));
             }
             _ => {}
-        }
-        if let Some(token) = self.live.load().config.admin_token.as_deref() {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-                let mut resp =
-                    http::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Bearer"),
-                );
-                return resp;
-            }
         }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (&method, segments.as_slice()) {
@@ -135,12 +128,18 @@ impl Admin {
                 Ok(id) => match self.store.event(id).await {
                     Err(e) => unavailable(&e),
                     Ok(None) => http::error(StatusCode::NOT_FOUND, format!("no event {id}")),
-                    Ok(Some(detail)) => http::json(StatusCode::OK, &event_json(&detail)),
+                    Ok(Some(detail)) => http::json(
+                        StatusCode::OK,
+                        &event_json(&detail, &self.live.load().config),
+                    ),
                 },
             },
             (&Method::GET, ["admin", "dead"]) => {
                 match self.store.dead(&DeadFilter::default(), 1000).await {
-                    Ok(dead) => http::json(StatusCode::OK, &json!({ "dead": dead })),
+                    Ok(dead) => http::json(
+                        StatusCode::OK,
+                        &json!({ "dead": dead.into_iter().map(shown_dead).collect::<Vec<_>>() }),
+                    ),
                     Err(e) => unavailable(&e),
                 }
             }
@@ -150,7 +149,8 @@ impl Admin {
                     Err(e) => unavailable(&e),
                     Ok(None) => http::error(StatusCode::NOT_FOUND, format!("no dead entry {id}")),
                     Ok(Some((entry, event))) => {
-                        let mut v = serde_json::to_value(&entry).unwrap_or_default();
+                        let mut v = serde_json::to_value(shown_dead(entry)).unwrap_or_default();
+                        v["headers"] = shown_headers(&event, &self.live.load().config);
                         v["data"] =
                             serde_json::from_str(&event.body).unwrap_or(serde_json::Value::Null);
                         http::json(StatusCode::OK, &v)
@@ -340,7 +340,7 @@ fn events_query(query: &str) -> Result<(EventFilter, Page), String> {
 }
 
 /// `GET /admin/events/{id}`: the event, its deliveries and forwards with every attempt.
-fn event_json(d: &EventDetail) -> serde_json::Value {
+fn event_json(d: &EventDetail, config: &crate::config::Config) -> serde_json::Value {
     let e = &d.event;
     json!({
         "id": e.id,
@@ -352,29 +352,51 @@ fn event_json(d: &EventDetail) -> serde_json::Value {
         "status": d.status,
         "parent_id": d.parent_id,
         "children": d.children,
-        "headers": e.headers,
+        "headers": shown_headers(e, config),
         "data": serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or(serde_json::Value::Null),
         "deliveries": d.deliveries,
-        "forwards": d.forwards,
+        "forwards": d.forwards.iter().map(|f| {
+            let mut f = f.clone();
+            f.url = crate::forward_policy::redact(&f.url);
+            f
+        }).collect::<Vec<_>>(),
     })
+}
+
+/// A dead entry as admin views show it: its forward's URL redacted.
+pub(crate) fn shown_dead(mut entry: DeadEntry) -> DeadEntry {
+    entry.target = entry.target.map(|t| crate::forward_policy::redact(&t));
+    entry
+}
+
+/// An event's headers as admin views show them, `[name, value]` pairs with
+/// signature and secret-like values masked.
+fn shown_headers(event: &crate::event::Event, config: &crate::config::Config) -> serde_json::Value {
+    let source = config.source(&event.source);
+    crate::intake::masked_headers(&event.headers, source)
+        .into_iter()
+        .map(|(k, v)| json!([k, v]))
+        .collect()
 }
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     admin: Admin,
+    conns: Arc<Conns>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let limits = Limits::from_config(&admin.live.load().config.server, Duration::from_secs(2));
     let admin = Arc::new(admin);
     http::serve(
         listener,
-        Duration::from_secs(10),
+        limits,
+        conns,
         move |req| {
             // One shared service per listener: a request clones an `Arc`, nothing more.
             let service = admin.clone();
             async move { service.handle(req).await }
         },
         shutdown,
-        Duration::from_secs(2),
     )
     .await;
 }

@@ -14,9 +14,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::config::ForwardTarget;
 use crate::event::{Action, Event, EventId, unix_ms};
+use crate::forward_policy::{self, Policy};
 use crate::live::Shared;
+use crate::log_safe::Escaped;
 use crate::metrics::{self, InvocationLabels, KindLabel, METRICS, PluginLabel};
 use crate::plugins::{PluginError, PluginRegistry};
 use crate::scheduler::{self, Room};
@@ -75,7 +76,7 @@ impl Dispatcher {
             let span = tracing::info_span!(
                 "delivery",
                 event_id = %delivery.event.id,
-                event_type = %delivery.event.event_type,
+                event_type = %Escaped(&delivery.event.event_type),
                 source = %delivery.event.source,
                 plugin = %delivery.plugin,
             );
@@ -219,11 +220,8 @@ impl Dispatcher {
 
         let outcome = match result {
             Ok((event, actions)) => {
-                let allow = live
-                    .config
-                    .settings(&name)
-                    .map_or(&[][..], |s| &s.allow_forward);
-                let (forwards, emitted) = effects(&live, &event, allow, actions);
+                let policy = live.config.forward_policy(&name);
+                let (forwards, emitted) = effects(&live, &event, policy, actions);
                 tracing::info!(forwards = forwards.len(), emitted = emitted.len(), attempt, version = %version, "delivery done");
                 DeliveryOutcome::Done {
                     version: version.clone(),
@@ -318,7 +316,7 @@ fn loaded_names(registry: &PluginRegistry) -> Vec<String> {
 fn effects(
     live: &crate::live::Live,
     parent: &Event,
-    allow: &[ForwardTarget],
+    policy: Policy<'_>,
     actions: Vec<Action>,
 ) -> (Vec<NewForward>, Vec<Emitted>) {
     let mut forwards = Vec::new();
@@ -326,10 +324,10 @@ fn effects(
     for action in actions {
         match action {
             Action::Forward { url, headers, body } => {
-                let refused = crate::outbox::check_allowed(&url, allow).err();
+                let refused = forward_policy::check(&url, &headers, policy).err();
                 if let Some(why) = &refused {
                     metrics::record_failure("forward", None);
-                    tracing::error!(url = %url, reason = %why, "forward refused; dead-lettered without sending");
+                    tracing::error!(url = %forward_policy::redact(&url), reason = %why, "forward refused; dead-lettered without sending");
                 }
                 forwards.push(NewForward {
                     url,
@@ -357,7 +355,7 @@ fn effects(
                     .into_iter()
                     .map(|p| p.to_string())
                     .collect();
-                tracing::info!(emitted_id = %event.id, event_type = %event.event_type, hops, "event emitted");
+                tracing::info!(emitted_id = %event.id, event_type = %Escaped(&event.event_type), hops, "event emitted");
                 emitted.push(Emitted { event, plugins });
             }
         }

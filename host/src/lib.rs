@@ -4,8 +4,10 @@
 //!
 //! The modules in the order an event passes through them:
 //!
-//! 1. [`ingress`] — `POST /webhooks/{source}`: body limit, signature
-//!    ([`source::verify`]), JSON, event type and id ([`source::presets`]).
+//! 1. [`ingress`] — `POST /webhooks/{source}` over guarded
+//!    connections: body limit and in-flight budget, then [`intake`] (pure):
+//!    signature ([`source::verify`]), JSON, event type and id
+//!    ([`source::presets`]), credential headers dropped.
 //! 2. [`router`] — event type and source → plugin names (a pure function).
 //! 3. [`store`] — the event and one delivery per plugin are committed by the
 //!    group-committing writer; only then does the ingress answer `202`.
@@ -13,11 +15,12 @@
 //!    sandboxed instance from [`plugins`], sharing the workers fairly between
 //!    plugins (`scheduler`); the outcome is stored atomically with its effects
 //!    (forwards, emitted events) or scheduled for retry / dead-lettered.
-//! 5. [`outbox`] — forwards are POSTed by the host, with their own retries.
+//! 5. [`outbox`] — forwards are POSTed by the host, with their own retries,
+//!    to addresses [`forward_policy`] allows (checked again after resolving).
 //! 6. [`reload`] — a watcher swaps the plugin set and the [`config`] atomically.
 //! 7. [`retention`] — finished events are pruned once past `[store] retention`.
 //!
-//! Around them: [`admin`] (health, metrics, admin API), [`metrics`], [`live`]
+//! Around them: [`admin`] (health, metrics, admin API, behind its guard), [`metrics`], [`live`]
 //! (the running config snapshot), [`event`] (the one `Event` type) and [`cli`].
 
 pub mod admin;
@@ -36,7 +39,9 @@ pub mod router;
 mod scheduler;
 pub mod store;
 
-pub use hookrouter_core::{config, event, source};
+pub use hookrouter_core::{
+    command_abi, config, event, forward_policy, intake, log_safe, net, source,
+};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -111,6 +116,10 @@ pub async fn run_with_ready(
     for w in &config.warnings {
         tracing::warn!("{}: {w}", config.path.display());
     }
+    let ingress_addr = ingress_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    admin::guard::check_exposure(admin_addr, &config)?;
+    http::raise_nofile_limit();
     let store = store::open(&config).await?;
     tracing::info!(store = %store.describe(), "store open");
     let registry = Arc::new(PluginRegistry::new(plugin_engine(&config)?));
@@ -129,7 +138,8 @@ pub async fn run_with_ready(
     } else {
         tracing::warn!(dir = %plugin_dir.display(), "plugin folder does not exist yet; deliveries wait for plugins to appear");
     }
-    let header_timeout = config.server.header_timeout;
+    let conns = http::Conns::new(config.server.max_connections);
+    let budget = ingress::Budget::new(config.server.max_inflight_bytes);
     let live = live::shared(config);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -139,7 +149,7 @@ pub async fn run_with_ready(
         registry: registry.clone(),
     };
     let dispatch_task = tokio::spawn(dispatcher.run(stop_rx.clone()));
-    let outbox = outbox::Outbox::new(store.clone(), live.clone())?;
+    let outbox = outbox::Outbox::new(store.clone(), live.clone(), vec![ingress_addr, admin_addr])?;
     let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
     let retention_task = tokio::spawn(retention::run(store.clone(), live.clone(), stop_rx.clone()));
     let reload_task = reload::spawn(
@@ -152,21 +162,22 @@ pub async fn run_with_ready(
     let ingress = ingress::Ingress {
         live: live.clone(),
         store: store.clone(),
+        budget,
     };
     let admin = admin::Admin {
         live: live.clone(),
         store: store.clone(),
         registry,
+        guard: admin::guard::Guard::new(admin_addr),
     };
-    let admin_addr = admin_listener.local_addr()?;
     store.announce(admin_addr);
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin, async {
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin, conns.clone(), async {
         let _ = admin_stop_rx.await;
     }));
 
-    ready(ingress_listener.local_addr()?, admin_addr);
-    ingress::serve(ingress_listener, ingress, header_timeout, shutdown).await;
+    ready(ingress_addr, admin_addr);
+    ingress::serve(ingress_listener, ingress, conns, shutdown).await;
     tracing::info!("shutting down: ingress closed, finishing in-flight work");
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {

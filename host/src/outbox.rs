@@ -1,89 +1,86 @@
 //! The outbox: performs plugins' `forward` actions over HTTP(S).
 //!
-//! Owns: leasing due forwards, enforcing `allow_forward`, POSTing with a request
-//! timeout, and recording the outcome (done, retry with backoff, or dead; a 410
-//! answer stops the retries).
-//! Never: runs plugins. A forward to a host outside `allow_forward` is never sent.
+//! Owns: leasing due forwards, applying the forward policy again at send time
+//! ([`forward_policy::check`], then the address checks of [`connect`]),
+//! POSTing with a request timeout and a stable `webhook-id`, reading at most
+//! [`MAX_ANSWER_BYTES`] of the answer, and recording the outcome (done, retry
+//! with backoff, or dead; a 410 answer or a refused target stops the retries).
+//! Never: runs plugins. A forward outside its plugin's policy is never sent,
+//! and its URL appears in logs only [`redact`](forward_policy::redact)ed.
 
-use std::sync::Arc;
+mod connect;
+
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::{Request, StatusCode};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::config::ForwardTarget;
 use crate::event::unix_ms;
+use crate::forward_policy::{self, MAX_ANSWER_BYTES, Permit};
 use crate::live::Shared;
 use crate::metrics::{self, METRICS, OutcomeLabel};
-use crate::store::{AttemptTiming, ClaimedForward, Finished, ForwardOutcome, SharedStore, Work};
-
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+use crate::store::{
+    AttemptTiming, ClaimedForward, Finished, ForwardId, ForwardOutcome, SharedStore, Work,
+};
 
 const POLL: Duration = Duration::from_millis(200);
 
-/// Whether `url` may be sent given a plugin's `allow_forward` list: its host must
-/// be listed, alone (any port) or as `host:port`.
-pub fn check_allowed(url: &str, allow: &[ForwardTarget]) -> Result<(), String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("invalid url {url:?}: {e}"))?;
-    let scheme = uri.scheme_str().unwrap_or("");
-    if scheme != "http" && scheme != "https" {
-        return Err(format!("url {url:?} is not http or https"));
+/// Why an attempt failed, and whether another may succeed.
+#[derive(Debug)]
+struct Failure {
+    error: String,
+    status: Option<u16>,
+    retry: bool,
+}
+
+impl Failure {
+    fn dead(error: impl Into<String>) -> Failure {
+        Failure {
+            error: error.into(),
+            status: None,
+            retry: false,
+        }
     }
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    if allow.iter().any(|t| t.allows(&host, port)) {
-        Ok(())
-    } else {
-        Err(format!("host {host}:{port} is not in allow_forward"))
+
+    fn retry(error: impl Into<String>, status: Option<u16>) -> Failure {
+        Failure {
+            error: error.into(),
+            status,
+            retry: true,
+        }
     }
+}
+
+/// `webhook-id` of a forward: the same on every attempt (its store id), so a
+/// target can drop the duplicates that at-least-once delivery allows.
+pub fn webhook_id(forward_id: ForwardId) -> String {
+    forward_id.to_string()
 }
 
 #[derive(Clone)]
 pub(crate) struct Outbox {
     pub store: SharedStore,
     pub live: Shared,
-    client: HttpsClient,
+    clients: std::sync::Arc<connect::Clients>,
 }
 
 impl Outbox {
-    pub fn new(store: SharedStore, live: Shared) -> anyhow::Result<Outbox> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .or_else(|_| -> anyhow::Result<_> {
-                // No system roots (a minimal container): plain http still works.
-                Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                    rustls::ClientConfig::builder_with_provider(Arc::new(
-                        rustls::crypto::ring::default_provider(),
-                    ))
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-                ))
-            })?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(https);
+    /// `listeners` are the router's own addresses: never a forward's target.
+    pub fn new(
+        store: SharedStore,
+        live: Shared,
+        listeners: Vec<SocketAddr>,
+    ) -> anyhow::Result<Outbox> {
+        let timeout = live.load().config.outbox.timeout;
+        let clients = connect::Clients::new(listeners, timeout)?;
         Ok(Outbox {
             store,
             live,
-            client,
+            clients: std::sync::Arc::new(clients),
         })
     }
 
@@ -109,7 +106,7 @@ impl Outbox {
         };
         let handle = move |f: ClaimedForward| {
             let this = self.clone();
-            let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, url = %f.url);
+            let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, forward_id = %webhook_id(f.id), url = %forward_policy::redact(&f.url));
             async move { this.send(f).await }.instrument(span)
         };
         crate::pool::run(
@@ -131,14 +128,10 @@ impl Outbox {
         let (id, token, attempt) = (f.id, f.token, f.attempts + 1);
         let started_at = SystemTime::now();
         let started = std::time::Instant::now();
-        let allow = live
-            .config
-            .settings(&f.plugin)
-            .map(|s| s.allow_forward.as_slice())
-            .unwrap_or(&[]);
-        let result = match check_allowed(&f.url, allow) {
-            Err(why) => Err((why, None, false)),
-            Ok(()) => self.post(f, outbox.timeout).await,
+        let policy = live.config.forward_policy(&f.plugin);
+        let result = match forward_policy::check(&f.url, &f.headers, policy) {
+            Err(why) => Err(Failure::dead(why)),
+            Ok(permit) => self.post(f, &permit, outbox.timeout).await,
         };
         let now = unix_ms(SystemTime::now());
         let timing = AttemptTiming {
@@ -154,7 +147,11 @@ impl Outbox {
                 tracing::info!(status, attempt, "forward delivered");
                 ForwardOutcome::Sent { status, timing }
             }
-            Err((error, status, retryable)) => {
+            Err(Failure {
+                error,
+                status,
+                retry: retryable,
+            }) => {
                 let retry_at = retry.retry_at(attempt, now).filter(|_| retryable);
                 metrics::record_failure("forward", retry_at);
                 let outcome = if retry_at.is_some() { "retry" } else { "dead" };
@@ -186,93 +183,92 @@ impl Outbox {
         }
     }
 
-    /// POSTs the forward (its body moves into the request); `Err((why,
-    /// status, retryable))` on failure.
+    /// POSTs the forward (its body moves into the request) through the client
+    /// of its plugin and reach; the answer's status on success.
     async fn post(
         &self,
         f: ClaimedForward,
+        permit: &Permit,
         timeout: Duration,
-    ) -> Result<u16, (String, Option<u16>, bool)> {
+    ) -> Result<u16, Failure> {
+        let client = self.clients.get(&f.plugin, permit.reach);
         let mut req = Request::post(f.url.as_str());
-        let mut has_type = false;
+        let (mut has_type, mut has_id) = (false, false);
         for (k, v) in &f.headers {
             has_type |= k.eq_ignore_ascii_case("content-type");
+            has_id |= k.eq_ignore_ascii_case("webhook-id");
             req = req.header(k.as_str(), v.as_str());
         }
         if !has_type {
             req = req.header("content-type", "application/json");
+        }
+        // A plugin that signs its forwards (Standard Webhooks) sets its own id.
+        if !has_id {
+            req = req.header("webhook-id", webhook_id(f.id));
         }
         let req = req
             .header("x-hookrouter-event-id", f.event_id.to_string())
             .header("x-hookrouter-plugin", f.plugin.as_str())
             .header("x-hookrouter-forward-id", f.id.to_string())
             .body(Full::new(Bytes::from(f.body)))
-            .map_err(|e| (format!("cannot build request: {e}"), None, false))?;
-        let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
+            .map_err(|e| Failure::dead(format!("cannot build request: {e}")))?;
+        let resp = match tokio::time::timeout(timeout, client.request(req)).await {
             Err(_) => {
-                return Err((
+                return Err(Failure::retry(
                     format!("no answer within {} ms", timeout.as_millis()),
                     None,
-                    true,
                 ));
             }
-            Ok(Err(e)) => return Err((format!("request failed: {e}"), None, true)),
+            Ok(Err(e)) => {
+                if let Some(r) = connect::refused(&e) {
+                    return Err(Failure::dead(format!("target refused: {r}")));
+                }
+                return Err(Failure::retry(
+                    format!("request failed: {}", causes(&e)),
+                    None,
+                ));
+            }
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status();
-        // Drain (a little of) the body so the connection can be reused.
-        let _ = tokio::time::timeout(Duration::from_secs(1), resp.into_body().collect()).await;
+        // Read a little of the answer, never more than MAX_ANSWER_BYTES: a
+        // short answer lets the connection be reused, a long one is cut off.
+        let _ = tokio::time::timeout(Duration::from_secs(1), read_some(resp.into_body())).await;
         match status {
             s if s.is_success() => Ok(s.as_u16()),
-            StatusCode::GONE => Err((
-                "target answered 410 Gone; not retrying".into(),
-                Some(410),
-                false,
+            StatusCode::GONE => Err(Failure {
+                error: "target answered 410 Gone; not retrying".into(),
+                status: Some(410),
+                retry: false,
+            }),
+            s => Err(Failure::retry(
+                format!("target answered {s}"),
+                Some(s.as_u16()),
             )),
-            s => Err((format!("target answered {s}"), Some(s.as_u16()), true)),
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::check_allowed;
-    use crate::config::ForwardTarget;
-
-    fn allow(v: &[&str]) -> Vec<ForwardTarget> {
-        v.iter().map(|s| ForwardTarget::parse(s).unwrap()).collect()
+/// Reads and drops at most [`MAX_ANSWER_BYTES`] of a body; returns how many.
+async fn read_some(mut body: hyper::body::Incoming) -> usize {
+    let mut read = 0;
+    while read < MAX_ANSWER_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
     }
+    read
+}
 
-    #[test]
-    fn host_alone_allows_any_port() {
-        let a = allow(&["hooks.slack.com"]);
-        assert!(check_allowed("https://hooks.slack.com/services/x", &a).is_ok());
-        assert!(check_allowed("http://hooks.slack.com:8080/x", &a).is_ok());
-        assert!(check_allowed("https://evil.example/x", &a).is_err());
-        assert!(check_allowed("https://hooks.slack.com.evil.example/x", &a).is_err());
+/// An error and its causes, `a: b: c`.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
     }
-
-    #[test]
-    fn host_and_port_must_both_match() {
-        let a = allow(&["127.0.0.1:9000"]);
-        assert!(check_allowed("http://127.0.0.1:9000/audit", &a).is_ok());
-        assert!(check_allowed("http://127.0.0.1:9001/audit", &a).is_err());
-        assert!(check_allowed("http://127.0.0.1/audit", &a).is_err());
-        let a = allow(&["example.com:443"]);
-        assert!(check_allowed("https://example.com/x", &a).is_ok());
-    }
-
-    #[test]
-    fn empty_list_and_bad_urls_refuse() {
-        assert!(check_allowed("http://127.0.0.1:9000/", &[]).is_err());
-        assert!(check_allowed("ftp://127.0.0.1/", &allow(&["127.0.0.1"])).is_err());
-        assert!(check_allowed("not a url", &allow(&["127.0.0.1"])).is_err());
-    }
-
-    #[test]
-    fn ipv6_hosts() {
-        let a = allow(&["[::1]:9000"]);
-        assert!(check_allowed("http://[::1]:9000/x", &a).is_ok());
-        assert!(check_allowed("http://[::1]:9001/x", &a).is_err());
-    }
+    out
 }

@@ -257,8 +257,19 @@ fn a_cache_folder_others_can_write_is_refused_with_a_warning() {
     let cache = dir.path().join("data/plugin-cache");
     let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the cache folder is created 0700");
-    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
-    assert_eq!(entries.len(), 1, "one compiled plugin in the cache");
+    let compiled = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "cwasm")
+            })
+            .count()
+    };
+    assert_eq!(compiled(&cache), 1, "one compiled plugin in the cache");
     assert!(r.terminate().success());
 
     // Trusted: a restart loads from the cache, no compile.
@@ -286,11 +297,13 @@ fn a_cache_folder_others_can_write_is_refused_with_a_warning() {
     wait_for(10, "the plugin to serve", || {
         (delivery(&r, &id, "p")["state"] == "done").then_some(())
     });
+    let history = std::fs::read_to_string(cache.join("versions")).unwrap();
     assert_eq!(
-        std::fs::read_dir(&cache).unwrap().count(),
+        compiled(&cache),
         1,
         "nothing was written into the refused folder"
     );
+    assert_eq!(history.lines().count(), 1, "{history}");
 }
 
 #[test]

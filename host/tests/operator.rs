@@ -296,6 +296,7 @@ fn admin_token_guards_the_admin_api() {
     let resp = c
         .post(format!("{}/admin/dead/x-1/replay", r.admin))
         .bearer_auth("s3cret")
+        .header("content-type", "application/json")
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);

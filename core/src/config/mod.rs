@@ -19,6 +19,10 @@ use std::time::Duration;
 
 pub use raw::{EventPattern, PluginName, SourceName};
 
+pub use crate::forward_policy::ForwardTarget;
+use crate::forward_policy::Policy;
+use crate::net::HostPort;
+
 use crate::source::presets::Extractor;
 use crate::source::verify::Verifier;
 
@@ -34,6 +38,9 @@ pub struct Config {
     /// Environment variable holding the admin API's bearer token, if any.
     pub admin_token_env: Option<String>,
     pub admin_token: Option<String>,
+    /// `[admin] allowed_hosts`; `None`: the listener's address, `localhost` and
+    /// `127.0.0.1`, each with the listener's port.
+    pub admin_allowed_hosts: Option<Vec<HostPort>>,
     pub sources: Vec<Source>,
     pub routes: Vec<Route>,
     pub plugin_settings: BTreeMap<PluginName, PluginSettings>,
@@ -48,6 +55,13 @@ pub struct Server {
     pub max_body_bytes: u64,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// An HTTP connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+    pub http2_max_streams: u32,
+    /// Open connections over both listeners (further capped by the open-file limit).
+    pub max_connections: usize,
+    /// Request bodies held in memory at once, over every request.
+    pub max_inflight_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,44 +196,17 @@ pub struct PluginSettings {
     pub memory_bytes: Option<u64>,
     /// Workers it may hold while another plugin has due work.
     pub concurrency: Option<usize>,
+    /// Names in `allow_forward` may resolve to private and loopback addresses.
+    pub allow_private_network: bool,
 }
 
-/// One `allow_forward` entry: a host (any port) or `host:port`; parsed once, when
-/// the config is loaded, and matched by the outbox for every forward.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardTarget {
-    /// Lower-case DNS name or IP address (IPv6 without brackets).
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl ForwardTarget {
-    /// `host`, `host:port`, `[v6]` or `[v6]:port`; `None` if it is none of those.
-    pub fn parse(entry: &str) -> Option<ForwardTarget> {
-        let (host, port) = match entry.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, Some(p.parse().ok()?)),
-            _ => (entry, None),
-        };
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let valid = !host.is_empty()
-            && (host.parse::<std::net::IpAddr>().is_ok()
-                || host.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                }));
-        valid.then(|| ForwardTarget {
-            host: host.to_ascii_lowercase(),
-            port,
-        })
-    }
-
-    /// Whether a request to `host:port` is allowed by this entry.
-    pub fn allows(&self, host: &str, port: u16) -> bool {
-        self.host == host && self.port.is_none_or(|p| p == port)
+impl PluginSettings {
+    /// The plugin's forward policy (see [`crate::forward_policy`]).
+    pub fn forward_policy(&self) -> Policy<'_> {
+        Policy {
+            allow: &self.allow_forward,
+            allow_private_network: self.allow_private_network,
+        }
     }
 }
 
@@ -297,6 +284,13 @@ impl Config {
         )
     }
 
+    /// A plugin's forward policy; a plugin without settings may forward nowhere.
+    pub fn forward_policy(&self, plugin: &str) -> Policy<'_> {
+        self.settings(plugin)
+            .map(PluginSettings::forward_policy)
+            .unwrap_or_default()
+    }
+
     /// Every plugin name that some route names, sorted and without repeats.
     pub fn routed_plugins(&self) -> Vec<PluginName> {
         let mut names: Vec<PluginName> = self
@@ -308,6 +302,20 @@ impl Config {
         names.dedup();
         names
     }
+}
+
+/// Whether an admin listener on `addr` may serve: one that is not on a loopback
+/// address needs `[admin] token_env`. `Err` says how to fix it.
+pub fn admin_exposure(addr: SocketAddr, token_set: bool) -> Result<(), String> {
+    if addr.ip().is_loopback() || token_set {
+        return Ok(());
+    }
+    Err(format!(
+        "{addr} is not a loopback address and [admin] token_env is not set: anyone who \
+         can reach it could read events and replay dead letters. Set [admin] token_env = \
+         \"HOOKROUTER_ADMIN_TOKEN\" (and export that variable with a long random value), \
+         or listen on 127.0.0.1"
+    ))
 }
 
 /// One precise line: `router.toml:14:9: routes[1].source: unknown source "optm"`.

@@ -40,6 +40,10 @@ pub(crate) struct RawServer {
     pub max_body_bytes: u64,
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub http2_max_streams: u32,
+    pub max_connections: usize,
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for RawServer {
@@ -50,6 +54,10 @@ impl Default for RawServer {
             max_body_bytes: 1024 * 1024,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            http2_max_streams: 32,
+            max_connections: 4096,
+            max_inflight_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -127,6 +135,8 @@ pub(crate) struct RawOutbox {
 pub(crate) struct RawAdmin {
     /// Name of an environment variable holding a bearer token for the admin API.
     pub token_env: Option<String>,
+    /// `Host` values the admin listener answers (DNS rebinding).
+    pub allowed_hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +198,9 @@ pub(crate) struct RawPluginSettings {
     pub memory_mb: Option<Spanned<u64>>,
     /// Workers this plugin may hold while another plugin has due work.
     pub concurrency: Option<Spanned<u64>>,
+    /// Names in `allow_forward` may resolve to private and loopback addresses.
+    #[serde(default)]
+    pub allow_private_network: bool,
 }
 
 /// Declares a validated string newtype that deserializes through `TryFrom<String>`.

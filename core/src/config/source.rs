@@ -27,14 +27,13 @@ pub(super) fn source(
     let preset = match &s.preset {
         None => None,
         Some(p) => Some(p.get_ref().parse::<Preset>().map_err(|_| {
-            let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
             cx.err(
                 Some(p.span()),
                 format!("{key}.preset"),
                 format!(
-                    "unknown preset {:?} (expected one of {})",
+                    "unknown preset {:?} (expected {})",
                     p.get_ref(),
-                    names.join(", ")
+                    Preset::names()
                 ),
             )
         })?),
@@ -97,12 +96,16 @@ pub(super) fn source(
     let span = env_span.or(verify_span).unwrap_or(s.name.span());
     let mut secrets = Vec::new();
     if matches!(scheme, Scheme::None) {
-        if preset.is_none() && s.verify.is_none() {
-            warnings.push(format!(
-                "{key}: source {:?} accepts unsigned requests (verify.scheme = \"none\")",
-                name.as_str()
-            ));
-        }
+        // Every source that verifies nothing is named at start, whether it says
+        // so itself or inherits it (the `cloudevents` preset's default).
+        let why = match (preset, v.and_then(|v| v.scheme.as_ref())) {
+            (Some(p), None) => format!("verify.scheme = \"none\", the {p} preset's default"),
+            _ => "verify.scheme = \"none\"".to_owned(),
+        };
+        warnings.push(format!(
+            "{key}: source {:?} accepts unsigned requests: anyone who can reach the listener can post events ({why})",
+            name.as_str()
+        ));
     } else {
         if secret_envs.is_empty() || secret_envs.len() > 2 {
             return Err(cx.err(

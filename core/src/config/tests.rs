@@ -164,3 +164,58 @@ fn containment_keys_have_documented_defaults_and_per_plugin_overrides() {
     assert_eq!(c.plugins.cache_dir, Path::new("/etc/hookrouter/cache"));
     assert!(parse("[plugins]\ncache_dir = \"\"\n").is_err());
 }
+
+#[test]
+fn edge_limits_have_documented_defaults_and_are_checked() {
+    let c = parse("").unwrap();
+    assert_eq!(c.server.idle_timeout, Duration::from_millis(60_000));
+    assert_eq!(c.server.http2_max_streams, 32);
+    assert_eq!(c.server.max_connections, 4096);
+    assert_eq!(c.server.max_inflight_bytes, 256 << 20);
+    assert_eq!(c.admin_allowed_hosts, None);
+    let err = parse("[server]\nmax_body_bytes = 2048\nmax_inflight_bytes = 1024\n").unwrap_err();
+    assert_eq!(err.key, "server.max_inflight_bytes");
+    let err = parse("[server]\nhttp2_max_streams = 0\n").unwrap_err();
+    assert_eq!(err.key, "server.http2_max_streams");
+}
+
+#[test]
+fn an_exposed_admin_listener_needs_a_token() {
+    let err = parse("[server]\nadmin_listen = \"0.0.0.0:8081\"\n").unwrap_err();
+    assert_eq!(err.key, "server.admin_listen");
+    assert!(err.message.contains("token_env"), "{err}");
+    assert_eq!(err.position, Some((2, 16)));
+    let text = "[server]\nadmin_listen = \"0.0.0.0:8081\"\n[admin]\ntoken_env = \"OLD\"\nallowed_hosts = [\"router.internal:8081\", \"10.0.0.5\"]\n";
+    let c = parse(text).unwrap();
+    let hosts = c.admin_allowed_hosts.unwrap();
+    assert_eq!(hosts[0].to_string(), "router.internal:8081");
+    assert_eq!(hosts[1].port, None);
+    let err = parse("[admin]\nallowed_hosts = [\"bad host\"]\n").unwrap_err();
+    assert_eq!(err.key, "admin.allowed_hosts[0]");
+    assert!(parse("[server]\nadmin_listen = \"[::1]:8081\"\n").is_ok());
+}
+
+#[test]
+fn private_network_is_a_per_plugin_opt_in() {
+    let c = parse(
+        "[[routes]]\nevents = [\"*\"]\nplugins = [\"a\", \"b\"]\n\
+         [plugin.a]\nallow_forward = [\"hooks.internal\"]\nallow_private_network = true\n\
+         [plugin.b]\nallow_forward = [\"hooks.internal\"]\n",
+    )
+    .unwrap();
+    assert!(c.forward_policy("a").allow_private_network);
+    assert!(!c.forward_policy("b").allow_private_network);
+    assert!(c.forward_policy("nobody").allow.is_empty());
+}
+
+#[test]
+fn every_source_that_verifies_nothing_is_named() {
+    let c = parse(
+        "[[sources]]\nname = \"ce\"\npreset = \"cloudevents\"\n\
+         [[sources]]\nname = \"open\"\ntype_from = \"/t\"\nverify = { scheme = \"none\" }\n",
+    )
+    .unwrap();
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("\"ce\"") && c.warnings[0].contains("cloudevents preset"));
+    assert!(c.warnings[1].contains("\"open\""));
+}

@@ -18,6 +18,7 @@ use super::{
     Backend, Config, ConfigError, ForwardTarget, Outbox, PluginSettings, Plugins, Retry, Route,
     Server, Source, Store,
 };
+use crate::net::HostPort;
 
 /// Errors carry positions computed from byte offsets into the file's text.
 pub(super) struct Ctx<'a> {
@@ -112,7 +113,28 @@ pub(super) fn parse(
             raw.server.body_timeout_ms,
             "server.body_timeout_ms",
         )?),
+        idle_timeout: Duration::from_millis(positive(
+            raw.server.idle_timeout_ms,
+            "server.idle_timeout_ms",
+        )?),
+        http2_max_streams: positive(
+            raw.server.http2_max_streams.into(),
+            "server.http2_max_streams",
+        )? as u32,
+        max_connections: positive(raw.server.max_connections as u64, "server.max_connections")?
+            as usize,
+        max_inflight_bytes: positive(raw.server.max_inflight_bytes, "server.max_inflight_bytes")?,
     };
+    if server.max_inflight_bytes < server.max_body_bytes {
+        return Err(cx.err(
+            None,
+            "server.max_inflight_bytes",
+            format!(
+                "{} is below server.max_body_bytes ({}): a body of the largest size could never be read",
+                server.max_inflight_bytes, server.max_body_bytes
+            ),
+        ));
+    }
 
     // [store], [plugins], [outbox]
     let store = store(&cx, &raw.store, &resolve, env)?;
@@ -198,6 +220,34 @@ pub(super) fn parse(
                 format!("environment variable {var} is not set"),
             )
         })?),
+    };
+
+    if let Err(why) = super::admin_exposure(server.admin_listen, raw.admin.token_env.is_some()) {
+        return Err(cx.err(
+            Some(raw.server.admin_listen.span()),
+            "server.admin_listen",
+            why,
+        ));
+    }
+    let admin_allowed_hosts = match &raw.admin.allowed_hosts {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(j, h)| {
+                    HostPort::parse(h.get_ref()).ok_or_else(|| {
+                        cx.err(
+                            Some(h.span()),
+                            format!("admin.allowed_hosts[{j}]"),
+                            format!(
+                                "invalid entry {:?}: expected host or host:port",
+                                h.get_ref()
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
     };
 
     // [[sources]]
@@ -316,6 +366,7 @@ pub(super) fn parse(
                 timeout: limits.timeout,
                 memory_bytes: limits.memory_bytes,
                 concurrency: limits.concurrency,
+                allow_private_network: settings.allow_private_network,
             },
         );
     }
@@ -328,6 +379,7 @@ pub(super) fn parse(
         outbox,
         admin_token_env: raw.admin.token_env.clone(),
         admin_token,
+        admin_allowed_hosts,
         sources,
         routes,
         plugin_settings,

@@ -31,7 +31,7 @@ pub enum Preset {
 
 /// A `preset` value that names no preset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown preset `{0}` (expected optum, github, stripe, standard-webhooks or cloudevents)")]
+#[error("unknown preset `{0}` (expected {names})", names = Preset::names())]
 pub struct UnknownPreset(pub String);
 
 impl FromStr for Preset {
@@ -59,6 +59,11 @@ impl Preset {
         Preset::StandardWebhooks,
         Preset::Cloudevents,
     ];
+
+    /// `optum, github, stripe, standard-webhooks or cloudevents`, from [`Preset::ALL`].
+    pub fn names() -> String {
+        super::one_of(Preset::ALL.iter().map(|p| p.name()))
+    }
 
     /// The name used in `router.toml`.
     pub fn name(self) -> &'static str {

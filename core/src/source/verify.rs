@@ -56,21 +56,44 @@ impl Scheme {
     /// The scheme named `name` in `router.toml`; `header` is required by
     /// `hmac-sha256` and refused by the others (their headers are fixed).
     pub fn from_config(name: &str, header: Option<&str>) -> Result<Self, VerifyConfigError> {
-        let scheme = match name {
-            "none" => Scheme::None,
-            "hmac-sha256" => {
-                let header = header.ok_or(VerifyConfigError::HeaderRequired)?;
-                return Ok(Scheme::HmacSha256 {
-                    header: header.to_owned(),
-                });
-            }
-            "standard-webhooks" => Scheme::StandardWebhooks,
-            "stripe" => Scheme::Stripe,
-            other => return Err(VerifyConfigError::UnknownScheme(other.to_owned())),
-        };
-        match header {
-            Some(_) => Err(VerifyConfigError::HeaderNotAllowed(scheme.name())),
-            None => Ok(scheme),
+        let scheme = Scheme::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| VerifyConfigError::UnknownScheme(name.to_owned()))?;
+        match (scheme, header) {
+            (Scheme::HmacSha256 { .. }, Some(header)) => Ok(Scheme::HmacSha256 {
+                header: header.to_owned(),
+            }),
+            (Scheme::HmacSha256 { .. }, None) => Err(VerifyConfigError::HeaderRequired),
+            (scheme, Some(_)) => Err(VerifyConfigError::HeaderNotAllowed(scheme.name())),
+            (scheme, None) => Ok(scheme),
+        }
+    }
+
+    /// One scheme of each kind (`hmac-sha256` with an empty header): the list
+    /// that `router.toml`'s names and error messages are built from.
+    pub const ALL: [Scheme; 4] = [
+        Scheme::None,
+        Scheme::HmacSha256 {
+            header: String::new(),
+        },
+        Scheme::StandardWebhooks,
+        Scheme::Stripe,
+    ];
+
+    /// `none, hmac-sha256, standard-webhooks or stripe`, from [`Scheme::ALL`].
+    pub fn names() -> String {
+        super::one_of(Scheme::ALL.iter().map(Scheme::name))
+    }
+
+    /// The headers this scheme reads its signature from (lower-case), which
+    /// admin views mask.
+    pub fn signature_headers(&self) -> Vec<String> {
+        match self {
+            Scheme::None => Vec::new(),
+            Scheme::HmacSha256 { header } => vec![header.to_ascii_lowercase()],
+            Scheme::StandardWebhooks => vec![WEBHOOK_SIGNATURE.to_owned()],
+            Scheme::Stripe => vec![STRIPE_SIGNATURE.to_owned()],
         }
     }
 
@@ -88,9 +111,7 @@ impl Scheme {
 /// A configuration the verifier cannot work with; a start-up (or `check`) error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyConfigError {
-    #[error(
-        "unknown verify scheme `{0}` (expected none, hmac-sha256, standard-webhooks or stripe)"
-    )]
+    #[error("unknown verify scheme `{0}` (expected {names})", names = Scheme::names())]
     UnknownScheme(String),
     #[error("verify scheme `hmac-sha256` needs a `header`")]
     HeaderRequired,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::access::{self, Access, api_error};
 use crate::config::Config;
+use crate::log_safe::Escaped;
 use crate::store::{DeadEntry, DeadFilter, DeadId, Selection};
 
 #[derive(Debug, Subcommand)]
@@ -63,21 +64,7 @@ fn parse_id(id: &str) -> anyhow::Result<DeadId> {
 /// Scheme, host, port and first path segment: the rest of a webhook URL is
 /// often its credential.
 fn shown_target(url: &str) -> String {
-    let Ok(uri) = url.parse::<hyper::Uri>() else {
-        return "(invalid url)".into();
-    };
-    let first = uri
-        .path()
-        .split('/')
-        .find(|s| !s.is_empty())
-        .map(|s| format!("/{s}/…"))
-        .unwrap_or_default();
-    format!(
-        "{}://{}{}",
-        uri.scheme_str().unwrap_or("?"),
-        uri.authority().map_or("?", |a| a.as_str()),
-        first
-    )
+    crate::forward_policy::redact(url)
 }
 
 async fn list(access: &Access) -> anyhow::Result<ExitCode> {
@@ -100,14 +87,15 @@ async fn list(access: &Access) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(|t| format!(" -> {}", shown_target(t)))
             .unwrap_or_default();
+        // Event types and errors came from requests and plugins: escaped.
         println!(
             "{}\t{}\t{}\t{}{target}\tattempts={}\t{}",
             d.id,
             d.event_id,
-            d.event_type,
+            Escaped(&d.event_type),
             d.plugin,
             d.attempts,
-            d.last_error.as_deref().unwrap_or("")
+            Escaped(d.last_error.as_deref().unwrap_or(""))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -129,10 +117,10 @@ fn print_list_json(body: &Value) -> anyhow::Result<ExitCode> {
             "{}\t{}\t{}\t{}{target}\tattempts={}\t{}",
             s(&d["id"]),
             s(&d["event_id"]),
-            s(&d["event_type"]),
+            Escaped(&s(&d["event_type"])),
             s(&d["plugin"]),
             d["attempts"],
-            s(&d["last_error"])
+            Escaped(&s(&d["last_error"]))
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -165,72 +165,13 @@ pub(crate) fn stdin_document(event: &Event, attempt: u32) -> Vec<u8> {
     bytes
 }
 
-/// Parses stdout: blank lines are skipped, every other line is one action.
+/// Parses stdout (the line format lives in `hookrouter_core::command_abi`).
 pub(crate) fn parse_actions(
     ctx: &Context<'_>,
     stdout: &[u8],
     max_actions: usize,
 ) -> Result<Vec<Action>, PluginError> {
-    let text = std::str::from_utf8(stdout).map_err(|_| ctx.bad_output("stdout is not UTF-8"))?;
-    let mut actions = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        if actions.len() == max_actions {
-            return Err(ctx.bad_output(format!("more than {max_actions} actions")));
-        }
-        let action =
-            parse_line(line).map_err(|e| ctx.bad_output(format!("stdout line {}: {e}", n + 1)))?;
-        actions.push(action);
-    }
-    Ok(actions)
-}
-
-fn parse_line(line: &str) -> Result<Action, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
-    let Value::Object(mut obj) = value else {
-        return Err("not a JSON object".into());
-    };
-    let take_str = |obj: &mut Map<String, Value>, key: &str| match obj.remove(key) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(format!("\"{key}\" is not a string")),
-        None => Err(format!("no \"{key}\"")),
-    };
-    match take_str(&mut obj, "action")?.as_str() {
-        "forward" => {
-            let url = take_str(&mut obj, "url")?;
-            let headers = match obj.remove("headers") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Object(map)) => map
-                    .into_iter()
-                    .map(|(k, v)| match v {
-                        Value::String(s) => Ok((k, s)),
-                        _ => Err(format!("header \"{k}\" is not a string")),
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err("\"headers\" is not an object".into()),
-            };
-            let body = match obj.remove("body") {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s,
-                Some(json) => json.to_string(),
-            };
-            Ok(Action::Forward { url, headers, body })
-        }
-        "emit" => {
-            let event_type = take_str(&mut obj, "type")?;
-            let data = obj.remove("data").ok_or("no \"data\"")?;
-            Ok(Action::Emit {
-                event_type,
-                data: data.to_string(),
-            })
-        }
-        other => Err(format!(
-            "unknown action \"{other}\" (expected forward or emit)"
-        )),
-    }
+    crate::command_abi::parse_actions(stdout, max_actions).map_err(|e| ctx.bad_output(e))
 }
 
 /// An action as one JSON line of the command ABI (also what `run-plugin` prints).
