@@ -49,7 +49,7 @@ pub(crate) fn text(
 
 /// Serves `service` on `listener` until `shutdown` resolves, then lets open
 /// connections finish their requests (up to `drain`) and returns.
-pub(crate) async fn serve<S, F>(
+pub(crate) async fn serve<S, F, B>(
     listener: TcpListener,
     header_timeout: Duration,
     service: S,
@@ -57,7 +57,10 @@ pub(crate) async fn serve<S, F>(
     drain: Duration,
 ) where
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

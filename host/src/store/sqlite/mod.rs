@@ -29,10 +29,11 @@ use self::read::Readers;
 use self::writer::{Command, Writer, WriterState};
 use crate::event::Event;
 use crate::store::{
-    ClaimedDelivery, ClaimedForward, DeadEntry, DeadFilter, DeadId, DeadLetters, DeliveryClaim,
-    DeliveryId, DeliveryOutcome, EventDetail, EventFilter, EventId, EventSummary, Finished,
-    ForwardId, ForwardOutcome, Health, Ingest, Ingested, LeaseToken, Maintenance, NewEvent, Page,
-    Pruned, Purged, Queries, Retention, Selection, Store, StoreCounts, StoreError, Wake, WorkQueue,
+    Backlog, ClaimedDelivery, ClaimedForward, DeadEntry, DeadFilter, DeadId, DeadLetters,
+    DeliveryClaim, DeliveryId, DeliveryOutcome, EventDetail, EventFilter, EventId, EventSummary,
+    Finished, ForwardId, ForwardOutcome, Health, Ingest, Ingested, LeaseToken, Maintenance,
+    NewEvent, Page, Pruned, Purged, Queries, Retention, Selection, Store, StoreCounts, StoreError,
+    Wake, WorkQueue,
 };
 
 /// Entries per transaction when replaying or purging many.
@@ -308,6 +309,10 @@ impl Queries for SqliteStore {
         let mut counts = self.read(read::counts).await?;
         counts.bytes = self.file_sizes();
         Ok(counts)
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.read(read::backlog).await
     }
 }
 
