@@ -207,6 +207,11 @@ fn cases(cursor: &str) -> Vec<Case> {
         c("q=payment&source=github", "q=payment&source=github"),
         c("q=w0042&type=batch_created", "q=w0042&type=batch_created"),
         c(
+            "q=payment&status=dead&type=payment_failed (none)",
+            "q=payment&status=dead&type=payment_failed",
+        ),
+        c("q=payment&status=pending", "q=payment&status=pending"),
+        c(
             "q=payment&since=1 hour ago",
             &format!("q=payment&since={hour}"),
         ),

@@ -8,6 +8,7 @@ mod access;
 mod check;
 mod dead;
 mod events;
+mod print;
 mod send;
 mod sink;
 

@@ -51,7 +51,7 @@ const steps = {
     await shot("events");
     await page.selectOption("select[name=status]", "dead");
     await page.waitForFunction(() => document.querySelectorAll("table.events tbody tr").length === 1);
-    check(await page.locator(`table.events a[href="#/event/${deadId}"]`).count() === 1, "status=dead shows the dead event");
+    check(await page.locator(`table.events a[href="#/event/${deadId}"]`).count() >= 1, "status=dead shows the dead event");
     check(page.url().includes("status=dead"), "the filter is in the address");
     await page.selectOption("select[name=status]", "");
     // "/" focuses the search box; Enter filters.

@@ -19,8 +19,8 @@ export function lineChart({ title, points, span, format, className }) {
   const now = Date.now();
   const from = now - span;
   const vals = points.filter((p) => p.v !== null && p.v !== undefined);
-  const max = Math.max(1e-9, ...vals.map((p) => p.v));
-  const top = niceCeil(max);
+  const max = Math.max(0, ...vals.map((p) => p.v));
+  const top = max > 0 ? niceCeil(max) : 1;
   const x = (t) => L + ((t - from) / span) * (W - L - R);
   const y = (v) => T + (1 - v / top) * (H - T - B);
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: `chart ${className || ""}` });
@@ -32,6 +32,9 @@ export function lineChart({ title, points, span, format, className }) {
   }
   for (const [t, label] of [[from, `-${Math.round(span / 60000)} min`], [now, "now"]]) {
     svg.append(el("text", { x: x(t), y: H - 6, "text-anchor": t === now ? "end" : "start", class: "axis" }, label));
+  }
+  if (!vals.length) {
+    svg.append(el("text", { x: (L + W - R) / 2, y: H / 2, "text-anchor": "middle", class: "axis" }, "nothing in the last hour"));
   }
   // Gaps (intervals with no value) break the line.
   let run = [];

@@ -60,7 +60,8 @@ export async function render(ctx) {
       h("td", {}, time(e.received_at)),
       h("td", {}, badge(e.status)),
       h("td", { class: "wide" }, e.source),
-      h("td", {}, e.event_type, e.parent_id ? h("span", { class: "hint", title: `emitted by ${e.parent_id}` }, " ↳") : null),
+      h("td", {}, h("a", { href: `#/event/${e.id}`, class: "plain" }, e.event_type),
+        e.parent_id ? h("span", { class: "hint", title: `emitted by ${e.parent_id}` }, " ↳") : null),
       h("td", {}, h("a", { href: `#/event/${e.id}`, class: "mono", title: e.id }, short(e.id, 13))));
     shown.set(e.id, tr);
     return tr;

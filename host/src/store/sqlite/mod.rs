@@ -9,6 +9,7 @@
 //! Never: decides routing, runs plugins or does network I/O.
 
 mod codec;
+mod listing;
 mod lock;
 mod ops;
 mod read;
@@ -298,7 +299,7 @@ impl Queries for SqliteStore {
         page: Page,
     ) -> Result<Vec<EventSummary>, StoreError> {
         let filter = filter.clone();
-        self.read(move |c| read::events(c, &filter, page)).await
+        self.read(move |c| listing::events(c, &filter, page)).await
     }
 
     async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError> {

@@ -1,8 +1,8 @@
 //! Read-only queries for the admin API, the dashboard and the CLI, on
 //! connections of their own (WAL lets readers run beside the writer).
 //!
-//! Owns: listing and filtering events and dead letters, an event's history,
-//! row counts, and resolving a replay or purge selection to ids.
+//! Owns: an event's history, listing and filtering dead letters, row counts,
+//! and resolving a replay or purge selection to ids (event listings: `listing`).
 //! Never: writes; every change goes through the writer thread.
 
 use std::path::{Path, PathBuf};
@@ -11,11 +11,12 @@ use std::sync::Mutex;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
+use super::listing::event_filter_sql;
 use super::ops::{load_event, parse_event_id};
 use crate::event::{Event, EventId, unix_ms};
 use crate::store::{
     AttemptRecord, Backlog, DeadEntry, DeadFilter, DeadId, DeliveryId, DeliveryRecord, EventDetail,
-    EventFilter, EventStatus, EventSummary, ForwardId, ForwardRecord, Page, Selection, StoreCounts,
+    EventStatus, ForwardId, ForwardRecord, Selection, StoreCounts,
 };
 
 /// A few read connections, opened on demand and kept for reuse.
@@ -57,158 +58,12 @@ impl Readers {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(crate::event::from_unix_ms(ms)).to_string()
 }
 
-fn status_of(s: &str) -> EventStatus {
+pub(super) fn status_of(s: &str) -> EventStatus {
     EventStatus::parse(s).unwrap_or(EventStatus::Pending)
-}
-
-/// `WHERE` terms and their parameters for an event filter, over `events e`.
-/// The words of `q` become a probe of the search index for each row (cheap
-/// per row; [`events`] drives a listing from the index instead when that
-/// reads fewer rows).
-pub(super) fn event_filter_sql(f: &EventFilter) -> (Vec<String>, Vec<Value>) {
-    let (mut terms, mut params) = plain_filter_sql(f);
-    let words = f.words();
-    if !words.is_empty() {
-        params.push(Value::Text(fts_query(&words)));
-        terms.push(format!(
-            "EXISTS (SELECT 1 FROM events_fts f WHERE f.events_fts MATCH ?{} AND f.rowid = e.rowid)",
-            params.len()
-        ));
-    }
-    (terms, params)
-}
-
-/// The terms of every filter but `q`.
-fn plain_filter_sql(f: &EventFilter) -> (Vec<String>, Vec<Value>) {
-    let mut terms = Vec::new();
-    let mut params = Vec::new();
-    let mut term = |sql: &str, v: Value| {
-        params.push(v);
-        terms.push(sql.replace('?', &format!("?{}", params.len())));
-    };
-    if let Some(s) = &f.source {
-        term("e.source = ?", Value::Text(s.clone()));
-    }
-    if let Some(t) = &f.event_type {
-        term("e.event_type = ?", Value::Text(t.clone()));
-    }
-    if let Some(s) = f.status {
-        term("e.status = ?", Value::Text(s.as_str().into()));
-    }
-    if let Some(t) = f.since {
-        term("e.id >= ?", Value::Text(EventId::floor_at(t).to_string()));
-    }
-    if let Some(t) = f.until {
-        term("e.id < ?", Value::Text(EventId::floor_at(t).to_string()));
-    }
-    (terms, params)
-}
-
-/// An FTS5 query that requires every word: each one quoted (a word the
-/// tokenizer splits further becomes a phrase of its parts).
-fn fts_query(words: &[&str]) -> String {
-    words
-        .iter()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn where_clause(terms: &[String]) -> String {
-    if terms.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", terms.join(" AND "))
-    }
-}
-
-fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
-    Ok(EventSummary {
-        id: parse_event_id(r, 0)?,
-        source: r.get(1)?,
-        event_type: r.get(2)?,
-        external_id: r.get(3)?,
-        received_at: rfc3339(r.get(4)?),
-        status: status_of(&r.get::<_, String>(5)?),
-        parent_id: r.get::<_, Option<String>>(6)?.and_then(|p| p.parse().ok()),
-        hops: r.get(7)?,
-    })
-}
-
-const SUMMARY_COLUMNS: &str =
-    "e.id, e.source, e.event_type, e.external_id, e.received_at, e.status, e.parent_id, e.hops";
-
-/// A page of events, newest first. With search words and no status that
-/// narrows to few rows (`dead`, `pending`), the search index drives: it is
-/// read newest first and each hit's row checked against the other filters,
-/// so a common word stops after one page and a rare one reads only its hits.
-/// Index order is the order events were stored, which is their id order but
-/// for events stored within the same few milliseconds.
-pub(super) fn events(
-    c: &Connection,
-    filter: &EventFilter,
-    page: Page,
-) -> rusqlite::Result<Vec<EventSummary>> {
-    let words = filter.words();
-    let narrow = matches!(
-        filter.status,
-        Some(EventStatus::Dead | EventStatus::Pending)
-    );
-    if !words.is_empty() && !narrow {
-        return search(c, filter, &words, page);
-    }
-    let (mut terms, mut params) = event_filter_sql(filter);
-    if let Some(before) = page.before {
-        params.push(Value::Text(before.to_string()));
-        terms.push(format!("e.id < ?{}", params.len()));
-    }
-    params.push(Value::Integer(page.limit as i64));
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM events e {} ORDER BY e.id DESC LIMIT ?{}",
-        where_clause(&terms),
-        params.len()
-    );
-    c.prepare_cached(&sql)?
-        .query_map(params_from_iter(params), summary_row)?
-        .collect()
-}
-
-/// [`events`] driven by the search index.
-fn search(
-    c: &Connection,
-    filter: &EventFilter,
-    words: &[&str],
-    page: Page,
-) -> rusqlite::Result<Vec<EventSummary>> {
-    let (mut terms, mut params) = plain_filter_sql(filter);
-    params.push(Value::Text(fts_query(words)));
-    terms.push(format!("f.events_fts MATCH ?{}", params.len()));
-    if let Some(before) = page.before {
-        // The cursor's place in the index; if it was deleted since, the place
-        // just after the newest event older than it.
-        params.push(Value::Text(before.to_string()));
-        let n = params.len();
-        terms.push(format!(
-            "f.rowid < coalesce((SELECT rowid FROM events WHERE id = ?{n}),
-                                (SELECT rowid + 1 FROM events WHERE id < ?{n} ORDER BY id DESC LIMIT 1),
-                                0)"
-        ));
-    }
-    params.push(Value::Integer(page.limit as i64));
-    // CROSS JOIN keeps the index as the outer loop.
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM events_fts f CROSS JOIN events e ON e.rowid = f.rowid
-         {} ORDER BY f.rowid DESC LIMIT ?{}",
-        where_clause(&terms),
-        params.len()
-    );
-    c.prepare_cached(&sql)?
-        .query_map(params_from_iter(params), summary_row)?
-        .collect()
 }
 
 /// An attempt with the delivery or forward it belongs to.
