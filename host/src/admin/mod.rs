@@ -76,7 +76,7 @@ impl Admin {
                 routes::run(route, call).await
             }
             Found::OtherMethods(allow) => ApiError::MethodNotAllowed(allow).response(),
-            Found::NotFound => ApiError::NotFound(format!("not found: {path}")).response(),
+            Found::Nothing => ApiError::NotFound(format!("not found: {path}")).response(),
         }
     }
 }

@@ -93,7 +93,7 @@ pub(super) enum Found {
     Route(&'static Route, Vec<String>),
     /// The path is served, with other methods (the `Allow` list).
     OtherMethods(String),
-    NotFound,
+    Nothing,
 }
 
 impl Found {
@@ -144,7 +144,7 @@ pub(super) fn find(method: &Method, path: &str) -> Found {
         }
     }
     if allowed.is_empty() {
-        Found::NotFound
+        Found::Nothing
     } else {
         Found::OtherMethods(allowed.join(", "))
     }
@@ -165,7 +165,7 @@ mod tests {
         match find(&method, path) {
             Found::Route(r, p) => format!("{} {:?}", r.path, p),
             Found::OtherMethods(m) => format!("allow {m}"),
-            Found::NotFound => "404".into(),
+            Found::Nothing => "404".into(),
         }
     }
 
