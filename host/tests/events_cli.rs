@@ -162,8 +162,10 @@ fn events_tail_follows_new_events_and_outcomes() {
     });
     // The subscription is up once an event sent now shows; send until one does.
     let mut seen: Vec<Value> = Vec::new();
+    let mut tries = 0;
     let first = wait_for(20, "tail to print an event", || {
-        let id = send(&r, "plain", "ok", &format!("t-{}", seen.len() + 100));
+        tries += 1;
+        let id = send(&r, "plain", "ok", &format!("t-{tries}"));
         let deadline = std::time::Instant::now() + Duration::from_millis(500);
         while let Ok(l) =
             rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))

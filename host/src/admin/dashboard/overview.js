@@ -38,7 +38,7 @@ export async function render(ctx) {
       h("figcaption", {}, title), lineChart({ title, points, span: HOUR, format, className }));
     fill(charts,
       chart("Events per second", series((p) => p.events_per_sec), rate, "events"),
-      chart("Backlog (pending deliveries and forwards)", series((p) => p.backlog), (v) => num(Math.round(v)), "backlog"),
+      chart("Backlog (pending deliveries and forwards)", series((p) => p.backlog), (v) => (Number.isInteger(v) ? num(v) : v.toFixed(1)), "backlog"),
       chart("Failure rate (failed attempts / attempts)", series((p) => p.failure_rate), (v) => `${Math.round(v * 100)}%`, "failures"),
       chart("Forward latency p50 (ms)", series((p) => p.forward_p50_ms), (v) => rate(v), "latency"));
   }
