@@ -892,6 +892,26 @@ pub(crate) async fn listings_filter_and_page_newest_first(s: Subject) {
     })
     .await;
     assert_eq!(past.len(), 7);
+    // Time bounds hold for searches too (however a backend reads its index).
+    let searched = all(EventFilter {
+        since: Some(SystemTime::now() - Duration::from_secs(60)),
+        until: Some(SystemTime::now() + Duration::from_secs(60)),
+        ..q("needle")
+    })
+    .await;
+    assert_eq!(searched, newest_first);
+    for (since, until) in [
+        (Some(SystemTime::now() + Duration::from_secs(60)), None),
+        (None, Some(SystemTime::now() - Duration::from_secs(3600))),
+    ] {
+        let none = all(EventFilter {
+            since,
+            until,
+            ..q("needle")
+        })
+        .await;
+        assert!(none.is_empty(), "since {since:?} until {until:?}: {none:?}");
+    }
     // Pages of 3, each after the last of the one before.
     let mut pages = Vec::new();
     let mut before = None;
