@@ -107,10 +107,11 @@ const STORE_LAG: Duration = Duration::from_secs(60);
 /// A page of events, newest first. Without search words, read along the
 /// index of the filter (or of ids). With words, their hits in the search index
 /// are counted up to [`FEW_HITS`]: fewer, and each hit's row is read and the
-/// page sorted by id; more (a common word), and the index is read newest
-/// first, each hit's row checked against the other filters, until a page is
-/// full (ordered as events were stored: their id order but for events stored
-/// within the same few milliseconds).
+/// page sorted by id. More (a common word): if the other filters pass fewer
+/// events than that, their rows are checked against the hits; else the index
+/// is read newest first, each hit's row checked against the filters, until a
+/// page is full (ordered as events were stored: their id order but for events
+/// stored within the same few milliseconds).
 pub(super) fn events(
     c: &Connection,
     filter: &EventFilter,
@@ -127,10 +128,60 @@ pub(super) fn events(
         )?
         .query_row(rusqlite::params![query, FEW_HITS], |r| r.get(0))?;
     if hits < FEW_HITS {
-        few_hits(c, filter, &query, page)
-    } else {
-        many_hits(c, filter, &query, page)
+        return few_hits(c, filter, &query, page);
     }
+    if let Some(found) = few_rows(c, filter, &query, page)? {
+        return Ok(found);
+    }
+    many_hits(c, filter, &query, page)
+}
+
+/// A common word, and other filters that fewer than [`FEW_HITS`] events
+/// pass: the word's hits are read as a list of rowids (the index reads a
+/// million in about 30 ms), and the filters' rows checked against it, newest
+/// first. `None` when the filters pass more events than that.
+fn few_rows(
+    c: &Connection,
+    filter: &EventFilter,
+    query: &str,
+    page: Page,
+) -> rusqlite::Result<Option<Vec<EventSummary>>> {
+    let (mut terms, mut params) = plain_filter_sql(filter);
+    if terms.is_empty() {
+        return Ok(None);
+    }
+    let rows: i64 = c
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM events e {} LIMIT {FEW_HITS})",
+            where_clause(&terms)
+        ))?
+        .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
+    if rows >= FEW_HITS {
+        return Ok(None);
+    }
+    let hits: Vec<i64> = c
+        .prepare_cached("SELECT rowid FROM events_fts WHERE events_fts MATCH ?1 ORDER BY rowid")?
+        .query_map([query], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some(before) = page.before {
+        params.push(Value::Text(before.to_string()));
+        terms.push(format!("e.id < ?{}", params.len()));
+    }
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS}, e.rowid FROM events e {} ORDER BY e.id DESC",
+        where_clause(&terms)
+    ))?;
+    let mut found = Vec::new();
+    let mut rows = stmt.query(params_from_iter(params))?;
+    while let Some(r) = rows.next()? {
+        if hits.binary_search(&r.get::<_, i64>(8)?).is_ok() {
+            found.push(summary_row(r)?);
+            if found.len() == page.limit {
+                break;
+            }
+        }
+    }
+    Ok(Some(found))
 }
 
 /// Along the index of the filter (or of ids), newest first.
