@@ -114,7 +114,7 @@ impl Protocols {
 
 /// Serves `service` on `listener` until `shutdown` resolves, then lets open
 /// connections finish their requests (up to `limits.drain`) and returns.
-pub(crate) async fn serve<S, F>(
+pub(crate) async fn serve<S, F, B>(
     listener: TcpListener,
     limits: Limits,
     conns: Arc<Conns>,
@@ -122,7 +122,10 @@ pub(crate) async fn serve<S, F>(
     shutdown: impl Future<Output = ()>,
 ) where
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let protocols = Arc::new(Protocols::new(&limits));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -188,7 +191,7 @@ fn is_out_of_files(e: &std::io::Error) -> bool {
 }
 
 /// One connection from accept to close.
-async fn connection<S, F>(
+async fn connection<S, F, B>(
     mut stream: TcpStream,
     registered: conns::Registered,
     limits: Limits,
@@ -197,7 +200,10 @@ async fn connection<S, F>(
     mut stop: watch::Receiver<bool>,
 ) where
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let conn = registered.conn.clone();
     let _ = stream.set_nodelay(true);

@@ -20,9 +20,12 @@
 //! 6. [`reload`] — a watcher swaps the plugin set and the [`config`] atomically.
 //! 7. [`retention`] — finished events are pruned once past `[store] retention`.
 //!
-//! Around them: [`admin`] (health, metrics, admin API, behind its guard), [`metrics`], [`live`]
-//! (the running config snapshot), [`event`] (the one `Event` type) and [`cli`].
+//! Around them: [`admin`] (health, metrics, admin API behind its guard,
+//! dashboard), [`activity`] (what this replica does, live: the event stream and
+//! the charts' samples), [`metrics`], [`live`] (the running config snapshot),
+//! [`event`] (the one `Event` type) and [`cli`].
 
+pub mod activity;
 pub mod admin;
 pub mod cli;
 pub mod dispatch;
@@ -122,6 +125,9 @@ pub async fn run_with_ready(
     http::raise_nofile_limit();
     let store = store::open(&config).await?;
     tracing::info!(store = %store.describe(), "store open");
+    // Everything below sees the store through the activity feed.
+    let activity = Arc::new(activity::Activity::new());
+    let store: store::SharedStore = Arc::new(activity::Observed::new(store, activity.clone()));
     let registry = Arc::new(PluginRegistry::new(plugin_engine(&config)?));
     let plugin_dir = config.plugins.dir.clone();
     if plugin_dir.is_dir() {
@@ -152,6 +158,11 @@ pub async fn run_with_ready(
     let outbox = outbox::Outbox::new(store.clone(), live.clone(), vec![ingress_addr, admin_addr])?;
     let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
     let retention_task = tokio::spawn(retention::run(store.clone(), live.clone(), stop_rx.clone()));
+    let sampler_task = tokio::spawn(activity::sample(
+        activity.clone(),
+        store.clone(),
+        stop_rx.clone(),
+    ));
     let reload_task = reload::spawn(
         live.clone(),
         registry.clone(),
@@ -169,6 +180,8 @@ pub async fn run_with_ready(
         store: store.clone(),
         registry,
         guard: admin::guard::Guard::new(admin_addr),
+        activity,
+        stop: stop_rx.clone(),
     };
     store.announce(admin_addr);
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -196,6 +209,7 @@ pub async fn run_with_ready(
         Err(e) => tracing::warn!(error = %e, "cannot give leases back; they expire by themselves"),
     }
     retention_task.abort();
+    sampler_task.abort();
     reload_task.abort();
     let _ = admin_stop_tx.send(());
     let _ = admin_task.await;

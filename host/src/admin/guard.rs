@@ -74,19 +74,22 @@ impl Guard {
     }
 
     /// `Ok` when the request may go on to the routes; otherwise the refusal.
+    /// `needs_token`: the route holds data or changes state (the dashboard's
+    /// own page and assets do not: it asks for the token, then sends it).
     pub(crate) fn check(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         config: &Config,
+        needs_token: bool,
     ) -> Result<(), Refusal> {
         let probe = matches!(*method, Method::GET | Method::HEAD) && PROBES.contains(&uri.path());
         if probe {
             return Ok(());
         }
         let host = self.accepted_host(uri, headers, config)?;
-        if let Some(token) = config.admin_token.as_deref() {
+        if let Some(token) = config.admin_token.as_deref().filter(|_| needs_token) {
             check_token(headers, token)?;
         }
         if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {

@@ -121,6 +121,35 @@ impl AdminClient {
     }
 }
 
+impl AdminClient {
+    /// Starts a `GET` whose answer is read as it arrives (the event stream).
+    pub(crate) async fn stream(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{}{path}", self.base))
+            .header(hyper::header::ACCEPT, "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.client.request(req.body(Full::new(Bytes::new()))?),
+        )
+        .await
+        .context("the router's admin API did not answer in time")?
+        .context("cannot reach the router's admin API")?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            bail!(
+                "the router's admin API refused the token (set the variable named by [admin] token_env)"
+            );
+        }
+        Ok(resp)
+    }
+}
+
 /// The `error` of an admin API answer, or the whole body.
 pub(crate) fn api_error(body: &serde_json::Value) -> String {
     body.get("error")

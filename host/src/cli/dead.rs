@@ -11,6 +11,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::access::{self, Access, api_error};
+use crate::admin::mask::forward_target;
 use crate::config::Config;
 use crate::log_safe::Escaped;
 use crate::store::{DeadEntry, DeadFilter, DeadId, Selection};
@@ -61,12 +62,6 @@ fn parse_id(id: &str) -> anyhow::Result<DeadId> {
     Ok(id.parse::<DeadId>()?)
 }
 
-/// Scheme, host, port and first path segment: the rest of a webhook URL is
-/// often its credential.
-fn shown_target(url: &str) -> String {
-    crate::forward_policy::redact(url)
-}
-
 async fn list(access: &Access) -> anyhow::Result<ExitCode> {
     let dead: Vec<DeadEntry> = match access {
         Access::Direct(store) => store.dead(&DeadFilter::default(), 10_000).await?,
@@ -85,7 +80,7 @@ async fn list(access: &Access) -> anyhow::Result<ExitCode> {
         let target = d
             .target
             .as_deref()
-            .map(|t| format!(" -> {}", shown_target(t)))
+            .map(|t| format!(" -> {}", forward_target(t)))
             .unwrap_or_default();
         // Event types and errors came from requests and plugins: escaped.
         println!(
@@ -101,7 +96,8 @@ async fn list(access: &Access) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The same lines as [`list`], from the admin API's JSON.
+/// The same lines as [`list`], from the admin API's JSON (whose targets are
+/// already cut to what may be shown).
 fn print_list_json(body: &Value) -> anyhow::Result<ExitCode> {
     let dead = body["dead"].as_array().cloned().unwrap_or_default();
     if dead.is_empty() {
@@ -111,7 +107,7 @@ fn print_list_json(body: &Value) -> anyhow::Result<ExitCode> {
     for d in dead {
         let target = d["target"]
             .as_str()
-            .map(|t| format!(" -> {}", shown_target(t)))
+            .map(|t| format!(" -> {t}"))
             .unwrap_or_default();
         println!(
             "{}\t{}\t{}\t{}{target}\tattempts={}\t{}",
@@ -130,7 +126,8 @@ async fn show(access: &Access, id: &str) -> anyhow::Result<ExitCode> {
     let found: Option<Value> = match access {
         Access::Direct(store) => {
             let dead = parse_id(id)?;
-            store.dead_entry(dead).await?.map(|(entry, event)| {
+            store.dead_entry(dead).await?.map(|(mut entry, event)| {
+                entry.target = entry.target.as_deref().map(forward_target);
                 let mut v = serde_json::to_value(&entry).unwrap_or_default();
                 v["received_at"] = event.received_at_rfc3339().into();
                 v["data"] = serde_json::from_str(&event.body).unwrap_or(Value::Null);
@@ -154,10 +151,7 @@ async fn show(access: &Access, id: &str) -> anyhow::Result<ExitCode> {
             eprintln!("no dead entry {id:?}");
             Ok(ExitCode::FAILURE)
         }
-        Some(mut v) => {
-            if let Some(t) = v["target"].as_str().map(shown_target) {
-                v["target"] = t.into();
-            }
+        Some(v) => {
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `send`, `run-plugin` and `dead`.
+//! The command line: `serve`, `check`, `send`, `run-plugin`, `dead`, `events`
+//! and `sink`.
 //!
 //! Owns: argument parsing, exit codes and what each command prints.
 //! Never: holds router logic; each command calls the library.
@@ -6,7 +7,10 @@
 mod access;
 mod check;
 mod dead;
+mod events;
+mod print;
 mod send;
+mod sink;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,9 +68,16 @@ enum Command {
         #[command(subcommand)]
         command: dead::DeadCommand,
     },
+    /// Find events, show one with its deliveries and forwards, or follow new ones.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
+    /// A development target: print every request received (the demo forwards here).
+    Sink(sink::SinkArgs),
 }
 
-/// Loads the config for commands that do not serve (`send`, `dead`): a secret that
+/// Loads the config for commands that do not serve (`send`, `dead`, `events`): a secret that
 /// is unset does not stop them (the placeholder never verifies anything); `send`
 /// checks the secrets of the one source it signs for.
 pub(crate) fn load_for_tools(path: &std::path::Path) -> anyhow::Result<Config> {
@@ -122,6 +133,8 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dead { command } => dead::run(&load_for_tools(&config_path)?, command),
+        Command::Events { command } => events::run(&load_for_tools(&config_path)?, command),
+        Command::Sink(args) => sink::run(args),
     }
 }
 

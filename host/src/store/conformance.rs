@@ -840,6 +840,45 @@ pub(crate) async fn listings_filter_and_page_newest_first(s: Subject) {
     })
     .await;
     assert_eq!(found, vec![ids[4]]);
+    // `q` matches whole words, in any case and order, and needs all of them.
+    let q = |q: &str| EventFilter {
+        q: Some(q.into()),
+        ..Default::default()
+    };
+    assert_eq!(all(q("HAYSTACK")).await, vec![ids[4]]);
+    assert_eq!(all(q("xyz, haystack")).await, vec![ids[4]]);
+    assert_eq!(
+        all(q("hay")).await,
+        Vec::<EventId>::new(),
+        "not inside a word"
+    );
+    assert_eq!(all(q("haystack missing")).await, Vec::<EventId>::new());
+    assert_eq!(all(q("needle")).await, newest_first);
+    let even_needles = all(EventFilter {
+        source: Some("even".into()),
+        ..q("needle")
+    })
+    .await;
+    assert_eq!(even_needles, vec![ids[6], ids[4], ids[2], ids[0]]);
+    for (words, status, want) in [
+        ("haystack", EventStatus::Unrouted, vec![]),
+        ("needle", EventStatus::Unrouted, vec![ids[6]]),
+        ("haystack", EventStatus::Pending, vec![ids[4]]),
+        ("haystack", EventStatus::Dead, vec![]),
+    ] {
+        let got = all(EventFilter {
+            status: Some(status),
+            ..q(words)
+        })
+        .await;
+        assert_eq!(got, want, "q={words} status={status:?}");
+    }
+    let pending_needles = all(EventFilter {
+        status: Some(EventStatus::Pending),
+        ..q("needle")
+    })
+    .await;
+    assert_eq!(pending_needles, newest_first[1..]);
     let future = all(EventFilter {
         since: Some(SystemTime::now() + Duration::from_secs(60)),
         ..Default::default()
@@ -853,6 +892,26 @@ pub(crate) async fn listings_filter_and_page_newest_first(s: Subject) {
     })
     .await;
     assert_eq!(past.len(), 7);
+    // Time bounds hold for searches too (however a backend reads its index).
+    let searched = all(EventFilter {
+        since: Some(SystemTime::now() - Duration::from_secs(60)),
+        until: Some(SystemTime::now() + Duration::from_secs(60)),
+        ..q("needle")
+    })
+    .await;
+    assert_eq!(searched, newest_first);
+    for (since, until) in [
+        (Some(SystemTime::now() + Duration::from_secs(60)), None),
+        (None, Some(SystemTime::now() - Duration::from_secs(3600))),
+    ] {
+        let none = all(EventFilter {
+            since,
+            until,
+            ..q("needle")
+        })
+        .await;
+        assert!(none.is_empty(), "since {since:?} until {until:?}: {none:?}");
+    }
     // Pages of 3, each after the last of the one before.
     let mut pages = Vec::new();
     let mut before = None;
@@ -869,6 +928,34 @@ pub(crate) async fn listings_filter_and_page_newest_first(s: Subject) {
     }
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
     assert_eq!(pages.concat(), newest_first);
+    // The same with a search: pages follow the cursor, none twice, none lost.
+    for filter in [
+        q("needle"),
+        EventFilter {
+            status: Some(EventStatus::Pending),
+            ..q("needle")
+        },
+    ] {
+        let mut pages = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .events(&filter, Page { before, limit: 3 })
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            before = page.last().map(|e| e.id);
+            pages.extend(page.into_iter().map(|e| e.id));
+        }
+        let want = if filter.status.is_some() {
+            &newest_first[1..]
+        } else {
+            &newest_first[..]
+        };
+        assert_eq!(pages, want, "{filter:?}");
+    }
 }
 
 /// Runs one conformance case on a fresh subject.

@@ -111,6 +111,16 @@ pub trait Queries: Send + Sync {
 
     /// Rows by table and state, and sizes.
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
+
+    /// Pending deliveries and forwards, sampled for the dashboard's charts
+    /// (backends answer it from their indexes of pending work).
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let c = self.counts().await?;
+        Ok(Backlog {
+            deliveries: c.deliveries_pending,
+            forwards: c.forwards_pending,
+        })
+    }
 }
 
 /// Keeping the store bounded and telling whether it can take events.

@@ -275,6 +275,22 @@ pub struct EventFilter {
     pub until: Option<SystemTime>,
 }
 
+impl EventFilter {
+    /// The words of `q`, as every backend searches them: runs of letters and
+    /// digits (anything else separates words). An event matches when its body
+    /// holds every word as a whole word, in any case and order.
+    pub fn words(&self) -> Vec<&str> {
+        self.q.as_deref().map_or_else(Vec::new, search_words)
+    }
+}
+
+/// The words of a search text (see [`EventFilter::words`]).
+pub fn search_words(q: &str) -> Vec<&str> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
 /// A page of a listing, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -402,6 +418,13 @@ pub struct StoreCounts {
     pub rows: Vec<(String, u64)>,
     /// Bytes per file (SQLite) or relation (PostgreSQL), for `hookrouter_store_bytes{file}`.
     pub bytes: Vec<(String, u64)>,
+}
+
+/// Pending work: deliveries and forwards not finished yet.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Backlog {
+    pub deliveries: u64,
+    pub forwards: u64,
 }
 
 /// Whether the store takes new events, for `/readyz`.

@@ -27,7 +27,7 @@ fn status(
         );
     }
     let uri: Uri = path.parse().unwrap();
-    match guard.check(&method, &uri, &map, config) {
+    match guard.check(&method, &uri, &map, config, true) {
         Ok(()) => 200,
         Err(refusal) => refusal.response().status().as_u16(),
     }

@@ -9,6 +9,7 @@
 //! Never: decides routing, runs plugins or does network I/O.
 
 mod codec;
+mod listing;
 mod lock;
 mod ops;
 mod read;
@@ -29,10 +30,11 @@ use self::read::Readers;
 use self::writer::{Command, Writer, WriterState};
 use crate::event::Event;
 use crate::store::{
-    ClaimedDelivery, ClaimedForward, DeadEntry, DeadFilter, DeadId, DeadLetters, DeliveryClaim,
-    DeliveryId, DeliveryOutcome, EventDetail, EventFilter, EventId, EventSummary, Finished,
-    ForwardId, ForwardOutcome, Health, Ingest, Ingested, LeaseToken, Maintenance, NewEvent, Page,
-    Pruned, Purged, Queries, Retention, Selection, Store, StoreCounts, StoreError, Wake, WorkQueue,
+    Backlog, ClaimedDelivery, ClaimedForward, DeadEntry, DeadFilter, DeadId, DeadLetters,
+    DeliveryClaim, DeliveryId, DeliveryOutcome, EventDetail, EventFilter, EventId, EventSummary,
+    Finished, ForwardId, ForwardOutcome, Health, Ingest, Ingested, LeaseToken, Maintenance,
+    NewEvent, Page, Pruned, Purged, Queries, Retention, Selection, Store, StoreCounts, StoreError,
+    Wake, WorkQueue,
 };
 
 /// Entries per transaction when replaying or purging many.
@@ -113,7 +115,9 @@ impl SqliteStore {
             state,
             max_backlog,
             wake,
-            readers: Arc::new(Readers::new(path)),
+            readers: Arc::new(
+                Readers::start(path).context("cannot start the store reader threads")?,
+            ),
             path: path.to_path_buf(),
             stop_checkpoints,
             lock,
@@ -148,10 +152,10 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(f))
+        self.readers
+            .run(f)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("store query failed: {e}")))?
+            .ok_or_else(|| StoreError::Unavailable("the store readers have stopped".into()))?
             .map_err(|e| StoreError::Unavailable(format!("store query failed: {e}")))
     }
 
@@ -308,7 +312,7 @@ impl Queries for SqliteStore {
         page: Page,
     ) -> Result<Vec<EventSummary>, StoreError> {
         let filter = filter.clone();
-        self.read(move |c| read::events(c, &filter, page)).await
+        self.read(move |c| listing::events(c, &filter, page)).await
     }
 
     async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError> {
@@ -319,6 +323,10 @@ impl Queries for SqliteStore {
         let mut counts = self.read(read::counts).await?;
         counts.bytes = self.file_sizes();
         Ok(counts)
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.read(read::backlog).await
     }
 }
 

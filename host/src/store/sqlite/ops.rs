@@ -75,6 +75,9 @@ pub(super) fn ingest(
         if n > 0 { "pending" } else { "unrouted" },
         n,
     ])?;
+    // Searchable at once, in the same transaction (see `schema`: events_fts).
+    tx.prepare_cached("INSERT INTO events_fts (rowid, body) VALUES (last_insert_rowid(), ?1)")?
+        .execute([&event.body])?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO deliveries (event_id, plugin, state, due_at, updated_at)
          VALUES (?1, ?2, 'pending', ?3, ?3)",

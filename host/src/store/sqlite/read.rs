@@ -1,134 +1,101 @@
 //! Read-only queries for the admin API, the dashboard and the CLI, on
 //! connections of their own (WAL lets readers run beside the writer).
 //!
-//! Owns: listing and filtering events and dead letters, an event's history,
-//! row counts, and resolving a replay or purge selection to ids.
+//! Owns: an event's history, listing and filtering dead letters, row counts,
+//! and resolving a replay or purge selection to ids (event listings: `listing`).
 //! Never: writes; every change goes through the writer thread.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
+use super::listing::event_filter_sql;
 use super::ops::{load_event, parse_event_id};
 use crate::event::{Event, EventId, unix_ms};
 use crate::store::{
-    AttemptRecord, DeadEntry, DeadFilter, DeadId, DeliveryId, DeliveryRecord, EventDetail,
-    EventFilter, EventStatus, EventSummary, ForwardId, ForwardRecord, Page, Selection, StoreCounts,
+    AttemptRecord, Backlog, DeadEntry, DeadFilter, DeadId, DeliveryId, DeliveryRecord, EventDetail,
+    EventStatus, ForwardId, ForwardRecord, Selection, StoreCounts,
 };
 
-/// A few read connections, opened on demand and kept for reuse.
+/// A query for a reader thread.
+type Job = Box<dyn FnOnce(&Connection) + Send>;
+
+/// A fixed set of reader threads, each with its own connection, fed from one
+/// queue: reads never wait for the writer, the number of threads never changes
+/// with the load, and a slow query holds up at most one of them.
 pub(super) struct Readers {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    tx: std::sync::mpsc::Sender<Job>,
 }
 
-const KEEP_IDLE: usize = 4;
+/// Reader threads per store.
+const READERS: usize = 2;
 
 impl Readers {
-    pub(super) fn new(path: &Path) -> Readers {
-        Readers {
-            path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
+    /// Starts the reader threads (their connections are opened on their first job).
+    pub(super) fn start(path: &Path) -> std::io::Result<Readers> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..READERS {
+            let (rx, path) = (rx.clone(), path.to_path_buf());
+            std::thread::Builder::new()
+                .name(format!("store-reader-{i}"))
+                .spawn(move || reader_thread(&path, &rx))?;
         }
+        Ok(Readers { tx })
     }
 
-    /// Runs `f` on a read connection (call from a blocking thread).
-    pub(super) fn with<T>(
+    /// Runs `f` on a reader thread; `None` when the readers are gone.
+    pub(super) async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
-        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => {
-                let c = super::schema::open(&self.path)?;
-                c.pragma_update(None, "query_only", true)?;
-                c
-            }
-        };
-        let result = f(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < KEEP_IDLE {
-            idle.push(conn);
-        }
-        result
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Option<rusqlite::Result<T>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |c| {
+            let _ = reply.send(f(c));
+        });
+        self.tx.send(job).ok()?;
+        answer.await.ok()
     }
 }
 
-fn rfc3339(ms: i64) -> String {
+fn reader_thread(path: &Path, jobs: &Mutex<std::sync::mpsc::Receiver<Job>>) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if conn.is_none() {
+            match super::schema::open(path).and_then(|c| {
+                c.pragma_update(None, "query_only", true)?;
+                Ok(c)
+            }) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "a store reader cannot open the store");
+                    // The job's reply is dropped: its caller sees the store unavailable.
+                    drop(job);
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = &conn {
+            job(c);
+        }
+    }
+}
+
+pub(super) fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(crate::event::from_unix_ms(ms)).to_string()
 }
 
-fn status_of(s: &str) -> EventStatus {
+pub(super) fn status_of(s: &str) -> EventStatus {
     EventStatus::parse(s).unwrap_or(EventStatus::Pending)
-}
-
-/// `WHERE` terms and their parameters for an event filter, over `events e`.
-pub(super) fn event_filter_sql(f: &EventFilter) -> (Vec<String>, Vec<Value>) {
-    let mut terms = Vec::new();
-    let mut params = Vec::new();
-    let mut term = |sql: &str, v: Value| {
-        params.push(v);
-        terms.push(sql.replace('?', &format!("?{}", params.len())));
-    };
-    if let Some(s) = &f.source {
-        term("e.source = ?", Value::Text(s.clone()));
-    }
-    if let Some(t) = &f.event_type {
-        term("e.event_type = ?", Value::Text(t.clone()));
-    }
-    if let Some(s) = f.status {
-        term("e.status = ?", Value::Text(s.as_str().into()));
-    }
-    if let Some(t) = f.since {
-        term("e.id >= ?", Value::Text(EventId::floor_at(t).to_string()));
-    }
-    if let Some(t) = f.until {
-        term("e.id < ?", Value::Text(EventId::floor_at(t).to_string()));
-    }
-    if let Some(q) = f.q.as_deref().filter(|q| !q.trim().is_empty()) {
-        term("instr(e.body, ?) > 0", Value::Text(q.to_string()));
-    }
-    (terms, params)
-}
-
-pub(super) fn events(
-    c: &Connection,
-    filter: &EventFilter,
-    page: Page,
-) -> rusqlite::Result<Vec<EventSummary>> {
-    let (mut terms, mut params) = event_filter_sql(filter);
-    if let Some(before) = page.before {
-        params.push(Value::Text(before.to_string()));
-        terms.push(format!("e.id < ?{}", params.len()));
-    }
-    params.push(Value::Integer(page.limit as i64));
-    let sql = format!(
-        "SELECT e.id, e.source, e.event_type, e.external_id, e.received_at, e.status, e.parent_id, e.hops
-         FROM events e {} ORDER BY e.id DESC LIMIT ?{}",
-        if terms.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", terms.join(" AND "))
-        },
-        params.len()
-    );
-    c.prepare_cached(&sql)?
-        .query_map(params_from_iter(params), |r| {
-            Ok(EventSummary {
-                id: parse_event_id(r, 0)?,
-                source: r.get(1)?,
-                event_type: r.get(2)?,
-                external_id: r.get(3)?,
-                received_at: rfc3339(r.get(4)?),
-                status: status_of(&r.get::<_, String>(5)?),
-                parent_id: r.get::<_, Option<String>>(6)?.and_then(|p| p.parse().ok()),
-                hops: r.get(7)?,
-            })
-        })?
-        .collect()
 }
 
 /// An attempt with the delivery or forward it belongs to.
@@ -454,5 +421,18 @@ pub(super) fn counts(c: &Connection) -> rusqlite::Result<StoreCounts> {
             ("dedupe".into(), dedupe),
         ],
         bytes: Vec::new(),
+    })
+}
+
+/// Pending deliveries and forwards, from their partial indexes.
+pub(super) fn backlog(c: &Connection) -> rusqlite::Result<Backlog> {
+    let one = |sql: &str| -> rusqlite::Result<u64> {
+        c.prepare_cached(sql)?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+    };
+    Ok(Backlog {
+        deliveries: one("SELECT count(*) FROM deliveries WHERE state = 'pending'")?,
+        forwards: one("SELECT count(*) FROM outbox WHERE state = 'pending'")?,
     })
 }

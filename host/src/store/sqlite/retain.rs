@@ -1,8 +1,8 @@
 //! Deleting: pruning finished event trees past the retention, expired dedupe
 //! records, and purged dead letters.
 //!
-//! Owns: which rows may go and the order they go in (attempts, forwards,
-//! deliveries, then events), inside the writer's transaction.
+//! Owns: which rows may go and the order they go in (search index entry,
+//! attempts, forwards, deliveries, then events), inside the writer's transaction.
 //! Never: deletes anything pending or dead, or an event whose emitted
 //! descendants are not finished (their emit budget lives on the root).
 
@@ -14,6 +14,7 @@ use crate::store::DeadId;
 /// Deletes one event (not its descendants) with its rows.
 fn delete_event(tx: &Connection, id: &str) -> rusqlite::Result<usize> {
     for sql in [
+        "DELETE FROM events_fts WHERE rowid = (SELECT rowid FROM events WHERE id = ?1)",
         "DELETE FROM attempts WHERE event_id = ?1",
         "DELETE FROM outbox WHERE event_id = ?1",
         "DELETE FROM deliveries WHERE event_id = ?1",

@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 /// Each entry migrates from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 0 -> 1: events, deliveries, outbox.
     "
     CREATE TABLE events (
@@ -137,6 +137,19 @@ const MIGRATIONS: &[&str] = &[
         status       INTEGER
     );
     CREATE INDEX attempts_event ON attempts(event_id);
+    ",
+    // 2 -> 3: full-text search in event bodies (`q` of the events listing).
+    // Contentless (the bodies stay only in `events`), keyed by the event's
+    // rowid, with deletes by rowid (contentless_delete). `unicode61` splits on
+    // punctuation and folds case, so `payment_loading_requested` holds the
+    // word `payment`; positions are kept, so a query word that the tokenizer
+    // splits further is matched as a phrase of its parts.
+    "
+    CREATE VIRTUAL TABLE events_fts USING fts5(
+        body, content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO events_fts (rowid, body) SELECT rowid, body FROM events;
     ",
 ];
 

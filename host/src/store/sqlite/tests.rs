@@ -1,6 +1,6 @@
 //! The conformance suite on a real SQLite file, and what only this backend
-//! promises: one process per file, and one failing command failing alone in its
-//! group-committed batch.
+//! promises: one process per file, one failing command failing alone in its
+//! group-committed batch, and a search index that follows the events table.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -113,4 +113,154 @@ async fn a_failing_command_fails_alone_in_its_batch() {
         )
         .unwrap();
     assert_eq!(state, "pending");
+}
+
+fn indexed(path: &std::path::Path, word: &str) -> i64 {
+    let conn = schema::open(path).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM events_fts WHERE events_fts MATCH ?1",
+        [format!("\"{word}\"")],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_and_purged_events_leave_the_search_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path, 100).unwrap();
+    let with_body = |body: &str| {
+        let mut e = event("s", None);
+        e.body = format!(r#"{{"word":"{body}"}}"#);
+        e
+    };
+    let ingest = |e: Event, plugins: &[&str]| {
+        let new = NewEvent {
+            event: e,
+            plugins: plugins.iter().map(|p| p.to_string()).collect(),
+        };
+        let store = &store;
+        async move {
+            match store.ingest(new).await.unwrap() {
+                Ingested::Stored { id, .. } => id,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    ingest(with_body("alpha"), &[]).await; // unrouted: pruned below
+    let charlie = ingest(with_body("charlie"), &["p"]).await; // pending: kept
+    ingest(with_body("bravo"), &["p"]).await; // dead, then purged
+    assert_eq!((indexed(&path, "alpha"), indexed(&path, "bravo")), (1, 1));
+
+    // Bravo's delivery dies (the claim takes the oldest first: charlie, then bravo).
+    let claimed = store
+        .claim_deliveries(DeliveryClaim {
+            plugins: vec![("p".into(), 2)],
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    let bravo = claimed.iter().find(|c| c.event.id != charlie).unwrap();
+    let failed = DeliveryOutcome::Failed {
+        error: "no".into(),
+        kind: "guest",
+        version: None,
+        retry_at: None,
+        timing: AttemptTiming {
+            started_at: std::time::SystemTime::now(),
+            duration: Duration::ZERO,
+        },
+    };
+    store
+        .finish_delivery(bravo.id, bravo.token, failed)
+        .await
+        .unwrap();
+    let purged = store
+        .purge(Selection::Ids(vec![DeadId::Delivery(bravo.id)]))
+        .await
+        .unwrap();
+    assert_eq!(purged.events, 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let pruned = store
+        .prune(Retention {
+            retention: Duration::ZERO,
+            dedupe_horizon: Duration::from_secs(3600),
+            batch: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned.events, 1, "alpha is unrouted and past the retention");
+    assert_eq!(
+        (
+            indexed(&path, "alpha"),
+            indexed(&path, "bravo"),
+            indexed(&path, "charlie")
+        ),
+        (0, 0, 1)
+    );
+
+    // Bravo was the newest row: a new event may take its rowid, and must not
+    // be found by bravo's words.
+    let delta = ingest(with_body("delta"), &[]).await;
+    let find = |q: &str| {
+        let filter = EventFilter {
+            q: Some(q.into()),
+            ..Default::default()
+        };
+        let store = &store;
+        async move {
+            store
+                .events(
+                    &filter,
+                    Page {
+                        before: None,
+                        limit: 10,
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("bravo").await, vec![]);
+    assert_eq!(find("delta").await, vec![delta]);
+    assert_eq!(find("word").await, vec![delta, charlie]);
+}
+
+#[tokio::test]
+async fn migrating_to_v3_indexes_the_events_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let conn = schema::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[1]).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute(
+            "INSERT INTO events (id, source, event_type, received_at, headers, body, root_id, status)
+             VALUES (?1, 's', 't', 0, '[]', '{\"greeting\":\"Grüße aus Köln\"}', ?1, 'unrouted')",
+            [EventId::new().to_string()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, 100).unwrap();
+    for q in ["köln", "KOLN", "grüße"] {
+        let found = store
+            .events(
+                &EventFilter {
+                    q: Some(q.into()),
+                    ..Default::default()
+                },
+                Page {
+                    before: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{q}");
+    }
 }
