@@ -50,12 +50,14 @@ use crate::plugins::{EngineOptions, Limits, PluginEngine, PluginRegistry};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Builds the plugin engine the config asks for. The compile cache lives beside
-/// the store, so a restart does not recompile unchanged plugins.
+/// the SQLite store, or beside `router.toml` with PostgreSQL (each replica has
+/// its own), so a restart does not recompile unchanged plugins.
 pub fn plugin_engine(config: &Config) -> anyhow::Result<PluginEngine> {
-    let cache_dir = config
-        .store
-        .path
-        .parent()
+    let home = match config.store.backend {
+        config::Backend::Sqlite => config.store.path.parent(),
+        config::Backend::Postgres { .. } => config.path.parent(),
+    };
+    let cache_dir = home
         .map(|d| d.join("plugin-cache"))
         .unwrap_or_else(|| "plugin-cache".into());
     PluginEngine::new(EngineOptions {
