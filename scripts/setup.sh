@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what building the plugins needs, only where it is missing (quick when
-# everything is there): the wasm targets, Debian's clang-19 with wasi-libc for C
-# plugins, and componentize-py for the Python plugin. Called by run.sh, test.sh
+# Installs what building the plugins and running the tests need, only where it is
+# missing (quick when everything is there): the wasm targets, Debian's clang-19
+# with wasi-libc for C plugins, componentize-py for the Python plugin, and
+# PostgreSQL (the tests start throwaway clusters of their own from its binaries). Called by run.sh, test.sh
 # and .ci/run, so both README commands work on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ for t in wasm32-wasip1 wasm32-wasip2; do
 done
 
 need_apt=()
-for pkg in clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 openssl; do
+for pkg in clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 openssl postgresql; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

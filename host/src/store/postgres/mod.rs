@@ -12,11 +12,14 @@
 //! Never: decides routing, runs plugins or does network I/O beyond its database.
 
 mod connect;
+mod finish;
+mod ingest;
 mod listen;
 mod ops;
 mod read;
 mod retain;
 mod schema;
+mod tls;
 mod writer;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use deadpool_postgres::ClientWrapper as Conn;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::ops::{EVENT_COLUMNS, event_row};
+use super::ingest::{EVENT_COLUMNS, event_row};
 use super::{Fail, NOW_MS};
 use crate::event::{Event, EventId, unix_ms};
 use crate::store::{

@@ -20,7 +20,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
-use super::ops::{self, Item, Made};
+use super::finish;
+use super::ingest::{self, Item};
+use super::ops::{self, Made};
 use super::{Fail, retain};
 use crate::store::{
     ClaimedDelivery, ClaimedForward, DeadId, DeliveryClaim, DeliveryId, DeliveryOutcome, Finished,
@@ -234,7 +236,7 @@ impl Writer {
             .collect();
         if !ingests.is_empty() {
             let (slots, items): (Vec<usize>, Vec<Item<'_>>) = ingests.into_iter().unzip();
-            let done = ops::ingest(c, &items, now).await?;
+            let done = ingest::ingest(c, &items, now).await?;
             for (slot, r) in slots.into_iter().zip(done) {
                 made.deliveries |=
                     matches!(r, Ingested::Stored { deliveries, .. } if deliveries > 0);
@@ -274,19 +276,19 @@ impl Writer {
                     plugins: &new.plugins,
                     parent: None,
                 }];
-                Answer::Ingested(ops::ingest(c, &items, now).await?.remove(0))
+                Answer::Ingested(ingest::ingest(c, &items, now).await?.remove(0))
             }
             Op::ClaimDeliveries(claim) => {
                 Answer::Deliveries(ops::claim_deliveries(c, claim, &self.owner, now).await?)
             }
             Op::FinishDelivery(id, token, outcome) => {
-                Answer::Finished(ops::finish_delivery(c, *id, *token, outcome, now, made).await?)
+                Answer::Finished(finish::finish_delivery(c, *id, *token, outcome, now, made).await?)
             }
             Op::ClaimForwards(limit, lease) => {
                 Answer::Forwards(ops::claim_forwards(c, *limit, *lease, &self.owner, now).await?)
             }
             Op::FinishForward(id, token, outcome) => {
-                Answer::Finished(ops::finish_forward(c, *id, *token, outcome, now, made).await?)
+                Answer::Finished(finish::finish_forward(c, *id, *token, outcome, now, made).await?)
             }
             Op::Replay(ids) => Answer::Count(ops::replay(c, ids, now, made).await?),
             Op::Purge(ids) => {
