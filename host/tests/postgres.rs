@@ -440,6 +440,42 @@ fn a_replica_claims_only_deliveries_of_plugins_it_has() {
 }
 
 #[test]
+fn a_replica_stopped_with_sigterm_leaves_no_lease_behind() {
+    const N: usize = 200;
+    let (_db, url) = pg_cluster::shared().fresh_database("sigterm");
+    let sink = Sink::start();
+    // A alone, with a slow target: its outbox falls behind and leases ahead.
+    // On SIGTERM it finishes what it holds or gives it back (lib.rs).
+    let mut a = replica(&url, &sink, &[("fwd", "/slow-term")], &["fwd"]);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    for c in load(
+        Arc::new(vec![a.router.webhook("optum")]),
+        N,
+        4,
+        Duration::from_secs(30),
+        seen.clone(),
+    ) {
+        c.join().unwrap();
+    }
+    let b = replica(&url, &sink, &[("fwd", "/slow-term")], &["fwd"]);
+    wait_for(60, "forwards to start arriving", || {
+        (sink.count() >= 10).then_some(())
+    });
+    assert!(a.router.terminate().success());
+    let stopped = Instant::now();
+    // B finishes everything long before A's leases (≈ 35 s) would have expired.
+    let ids: HashSet<String> = seen.lock().unwrap().acked.keys().cloned().collect();
+    wait_logged(60, "every forward", &[&b.router], || {
+        ids.is_subset(&forwarded(&sink, "/slow-term")).then_some(())
+    });
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "the rest took {took:?}: A left leases behind to expire"
+    );
+}
+
+#[test]
 fn ingress_answers_503_while_the_database_restarts_and_recovers_by_itself() {
     const EVENTS: usize = 2000;
     let cluster =

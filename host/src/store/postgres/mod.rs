@@ -6,7 +6,7 @@
 //! connections of their own. Each replica leases work under its own owner id,
 //! with lease times from the database's clock; it never clears another's
 //! leases, gives its own back on shutdown, and takes over expired ones. Commits
-//! that make work due NOTIFY the other replicas. When the database goes away,
+//! that make work due wake the other replicas (NOTIFY, right after them). When the database goes away,
 //! every call answers `Unavailable` (ingress: `503` with `Retry-After`) and the
 //! pool and the listener reconnect by themselves.
 //! Never: decides routing, runs plugins or does network I/O beyond its database.
@@ -93,7 +93,7 @@ impl Fail {
 
     pub(super) fn to_store(&self) -> StoreError {
         match self {
-            Fail::Db(e) if e.code().is_some_and(|c| c.code().starts_with("53")) => {
+            Fail::Db(e) if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) => {
                 StoreError::Full(describe(e))
             }
             other => StoreError::Unavailable(other.to_string()),
@@ -140,7 +140,8 @@ pub struct PgStore {
     owner: Arc<str>,
     name: String,
     max_backlog: usize,
-    listener: tokio::task::JoinHandle<()>,
+    /// The listener and the notifier.
+    tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl std::fmt::Debug for PgStore {
@@ -154,7 +155,9 @@ impl std::fmt::Debug for PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        self.listener.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -197,7 +200,8 @@ impl PgStore {
         drop(conn);
         let owner: Arc<str> = owner_id().into();
         let wake = Arc::new(Wake::default());
-        let queue = writer::spawn(WRITERS, pool.clone(), wake.clone(), owner.clone());
+        let (notifier, notify_task) = listen::notifier(pool.clone(), owner.clone());
+        let queue = writer::spawn(WRITERS, pool.clone(), wake.clone(), owner.clone(), notifier);
         let listener = listen::spawn(target.clone(), wake.clone(), owner.clone());
         Ok(PgStore {
             queue,
@@ -206,7 +210,7 @@ impl PgStore {
             owner,
             name: target.name,
             max_backlog,
-            listener,
+            tasks: [listener, notify_task],
         })
     }
 

@@ -415,10 +415,10 @@ pub(super) async fn counts(c: &Conn) -> Result<StoreCounts, Fail> {
     Ok(StoreCounts {
         events,
         deliveries_pending,
-        deliveries_done: deliveries - deliveries_pending - deliveries_dead,
+        deliveries_done: deliveries.saturating_sub(deliveries_pending + deliveries_dead),
         deliveries_dead,
         forwards_pending,
-        forwards_done: forwards - forwards_pending - forwards_dead,
+        forwards_done: forwards.saturating_sub(forwards_pending + forwards_dead),
         forwards_dead,
         dead_by_plugin,
         rows: vec![

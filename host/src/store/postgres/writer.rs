@@ -3,11 +3,12 @@
 //! then answers each caller.
 //!
 //! Owns: batching, the transaction around a batch (its `now` is the database's
-//! clock), NOTIFY of the work a batch made due (delivered to every replica at
-//! COMMIT, with this replica's lease owner as payload), and what happens on failure: a batch that lost a deadlock or a
-//! serialization race is run again; one that failed on a command is redone one
-//! command at a time, so a bad command fails alone; a full disk refuses the
-//! batch at once; a lost connection answers `Unavailable` and leaves the pool.
+//! clock), waking this replica's workers and telling the notifier (for the
+//! others) what a committed batch made due, and what happens on failure: a
+//! batch that lost a deadlock or a serialization race is run again; one that
+//! failed on a command is redone one command at a time, so a bad command fails
+//! alone; a full disk refuses the batch at once; a lost connection answers
+//! `Unavailable` and leaves the pool.
 //! Never: answers a caller before the COMMIT that holds its data has returned,
 //! and never reuses a connection whose transaction state is unknown.
 
@@ -22,6 +23,7 @@ use tokio_postgres::error::SqlState;
 
 use super::finish;
 use super::ingest::{self, Item};
+use super::listen::Notifier;
 use super::ops::{self, Made};
 use super::{Fail, retain};
 use crate::store::{
@@ -38,10 +40,6 @@ const CONFLICT_RETRIES: usize = 4;
 
 /// A batch taking longer than this is abandoned (its connection dropped).
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The channels other replicas listen on.
-pub(super) const CHANNEL_DELIVERIES: &str = "hookrouter_deliveries";
-pub(super) const CHANNEL_FORWARDS: &str = "hookrouter_forwards";
 
 pub(super) enum Op {
     Ingest(NewEvent),
@@ -74,7 +72,13 @@ pub(super) struct Queue {
 }
 
 /// Starts `n` writers on one queue; they stop when the queue's sender is dropped.
-pub(super) fn spawn(n: usize, pool: Pool, wake: Arc<Wake>, owner: Arc<str>) -> Queue {
+pub(super) fn spawn(
+    n: usize,
+    pool: Pool,
+    wake: Arc<Wake>,
+    owner: Arc<str>,
+    notifier: Arc<Notifier>,
+) -> Queue {
     let (tx, rx) = mpsc::unbounded_channel();
     let rx = Arc::new(Mutex::new(rx));
     let queued = Arc::new(AtomicUsize::new(0));
@@ -84,6 +88,7 @@ pub(super) fn spawn(n: usize, pool: Pool, wake: Arc<Wake>, owner: Arc<str>) -> Q
             wake: wake.clone(),
             owner: owner.clone(),
             queued: queued.clone(),
+            notifier: notifier.clone(),
         };
         tokio::spawn(w.run(rx.clone()));
     }
@@ -95,6 +100,7 @@ struct Writer {
     wake: Arc<Wake>,
     owner: Arc<str>,
     queued: Arc<AtomicUsize>,
+    notifier: Arc<Notifier>,
 }
 
 impl Writer {
@@ -172,6 +178,7 @@ impl Writer {
                     if made.forwards {
                         self.wake.notify(Work::Forwards);
                     }
+                    self.notifier.tell(made);
                     return Ok(answers);
                 }
                 Err(e) => {
@@ -248,15 +255,7 @@ impl Writer {
                 answers[slot] = Some(self.apply(c, &ops[i], now, &mut made).await?);
             }
         }
-        let mut commit = String::new();
-        if made.deliveries {
-            commit.push_str(&format!("NOTIFY {CHANNEL_DELIVERIES}, '{}'; ", self.owner));
-        }
-        if made.forwards {
-            commit.push_str(&format!("NOTIFY {CHANNEL_FORWARDS}, '{}'; ", self.owner));
-        }
-        commit.push_str("COMMIT");
-        if let Err(e) = c.batch_execute(&commit).await {
+        if let Err(e) = c.batch_execute("COMMIT").await {
             // A COMMIT whose answer was lost may have committed: say so by
             // dropping the connection (the callers get `Unavailable`).
             return Err(if e.code().is_some() {
