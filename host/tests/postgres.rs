@@ -100,6 +100,11 @@ plugins = [{}]
             ("OPTUM_WEBHOOK_SECRET", SECRET),
         ],
     );
+    if !installed.is_empty() {
+        // With PostgreSQL the compile cache lives beside router.toml.
+        assert!(dir.path().join("plugin-cache").is_dir(), "{}", router.log());
+        assert!(!dir.path().join("data").exists());
+    }
     Replica { router, _dir: dir }
 }
 
