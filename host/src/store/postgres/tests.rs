@@ -267,3 +267,17 @@ async fn tls_follows_sslmode() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_backlog_limit_ingest_is_busy_and_not_ready() {
+    let (_db, url) = tokio::task::spawn_blocking(database).await.unwrap();
+    let full = PgStore::open(&url, 0).await.unwrap();
+    let err = full.ingest(new(event("s", None), &[])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Busy(0)), "{err:?}");
+    assert_eq!(err.retry_after_secs(), 1);
+    let health = full.health().await;
+    assert!(!health.ready);
+    assert!(health.reason.unwrap().contains("backlog"));
+    let open = PgStore::open(&url, 10).await.unwrap();
+    assert!(open.health().await.ready, "the database answers");
+}
