@@ -281,3 +281,66 @@ async fn past_the_backlog_limit_ingest_is_busy_and_not_ready() {
     let open = PgStore::open(&url, 10).await.unwrap();
     assert!(open.health().await.ready, "the database answers");
 }
+
+/// `q` as the dashboard's search promises it (main's SQLite FTS5 search passes
+/// the same cases in the conformance suite): whole words, any case and order,
+/// all of them, never inside a word; with filters and time bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q_matches_whole_words_in_any_case_and_order() {
+    let (_db, url) = tokio::task::spawn_blocking(database).await.unwrap();
+    let store = PgStore::open(&url, 100).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let mut e = event(if i % 2 == 0 { "even" } else { "odd" }, None);
+        e.body = format!(
+            r#"{{"n":{i},"needle":"{}"}}"#,
+            if i == 4 { "haystack-xyz" } else { "no" }
+        );
+        let plugins: &[&str] = if i == 6 { &[] } else { &["p"] };
+        ids.push(e.id);
+        store.ingest(new(e, plugins)).await.unwrap();
+    }
+    let newest_first: Vec<EventId> = ids.iter().rev().copied().collect();
+    let find = |f: EventFilter| {
+        let store = &store;
+        async move {
+            store
+                .events(
+                    &f,
+                    crate::store::Page {
+                        before: None,
+                        limit: 100,
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let q = |q: &str| EventFilter {
+        q: Some(q.into()),
+        ..Default::default()
+    };
+    assert_eq!(find(q("HAYSTACK")).await, vec![ids[4]]);
+    assert_eq!(find(q("xyz, haystack")).await, vec![ids[4]]);
+    assert!(find(q("hay")).await.is_empty(), "not inside a word");
+    assert!(find(q("haystack missing")).await.is_empty());
+    assert_eq!(find(q("needle")).await, newest_first);
+    let even = EventFilter {
+        source: Some("even".into()),
+        ..q("needle")
+    };
+    assert_eq!(find(even).await, vec![ids[6], ids[4], ids[2], ids[0]]);
+    let unrouted = EventFilter {
+        status: Some(crate::store::EventStatus::Unrouted),
+        ..q("needle")
+    };
+    assert_eq!(find(unrouted).await, vec![ids[6]]);
+    let later = EventFilter {
+        since: Some(std::time::SystemTime::now() + Duration::from_secs(60)),
+        ..q("needle")
+    };
+    assert!(find(later).await.is_empty());
+}
