@@ -3,8 +3,9 @@
 # is missing (quick when everything is there): the wasm targets, Debian's
 # clang-19 with wasi-libc for C plugins, componentize-py for the Python plugin,
 # util-linux's prlimit (the edge tests lower the router's open-file limit with
-# it), and for the dashboard's browser tests Debian's chromium, Node.js and the
-# node packages pinned by host/tests/browser/package-lock.json. Called by
+# it), PostgreSQL (the tests start throwaway clusters of their own from its
+# binaries), and for the dashboard's browser tests Debian's chromium, Node.js and
+# the node packages pinned by host/tests/browser/package-lock.json. Called by
 # run.sh, test.sh and .ci/run, so both README commands work on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ for t in wasm32-wasip1 wasm32-wasip2; do
 done
 
 need_apt=()
-for pkg in clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 openssl util-linux chromium; do
+for pkg in clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 openssl util-linux chromium postgresql; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)

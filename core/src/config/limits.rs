@@ -50,19 +50,19 @@ fn in_range(
 
 /// `plugins.max_emits_per_run`, `max_emits_per_event`, `max_plugin_bytes` and
 /// `cache_dir` (relative to the config's folder; by default `plugin-cache/`
-/// beside the store).
+/// beside `beside`: the SQLite store, or `router.toml` with PostgreSQL).
 pub(super) fn plugins(
     cx: &Ctx<'_>,
     p: &RawPlugins,
     resolve: &dyn Fn(&str) -> PathBuf,
-    store_path: &Path,
+    beside: &Path,
 ) -> Result<PluginsLimits, ConfigError> {
     let cache_dir = match &p.cache_dir {
         Some(dir) if dir.trim().is_empty() => {
             return Err(cx.err(None, "plugins.cache_dir", "must not be empty"));
         }
         Some(dir) => resolve(dir),
-        None => store_path
+        None => beside
             .parent()
             .map_or_else(|| PathBuf::from("plugin-cache"), |d| d.join("plugin-cache")),
     };

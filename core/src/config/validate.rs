@@ -155,7 +155,13 @@ pub(super) fn parse(
             "plugins.retry_base_ms",
         )?),
     };
-    let limits = super::limits::plugins(&cx, p, &resolve, &store.path)?;
+    // The compile cache lives beside the SQLite store, or beside router.toml
+    // with PostgreSQL (each replica has its own).
+    let cache_home = match store.backend {
+        Backend::Sqlite => store.path.clone(),
+        Backend::Postgres { .. } => resolve("router.toml"),
+    };
+    let limits = super::limits::plugins(&cx, p, &resolve, &cache_home)?;
     let plugins = Plugins {
         dir: resolve(&p.dir),
         timeout: Duration::from_millis(in_range(

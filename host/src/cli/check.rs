@@ -21,7 +21,12 @@ pub(super) fn run(path: &Path) -> ExitCode {
         "ingress http://{}  admin http://{}",
         config.server.listen, config.server.admin_listen
     );
-    println!("store {}", config.store.path.display());
+    match &config.store.backend {
+        crate::config::Backend::Sqlite => println!("store {}", config.store.path.display()),
+        crate::config::Backend::Postgres { url_env, .. } => {
+            println!("store postgres (URL from {url_env}; not contacted by check)")
+        }
+    }
     println!("sources:");
     for s in &config.sources {
         let preset = s

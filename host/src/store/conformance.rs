@@ -879,6 +879,25 @@ pub(crate) async fn listings_filter_and_page_newest_first(s: Subject) {
     })
     .await;
     assert_eq!(pending_needles, newest_first[1..]);
+    // A word of the body finds it too; search syntax in `q` is only text.
+    let word = all(EventFilter {
+        q: Some("haystack".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(word, vec![ids[4]]);
+    for hostile in [
+        r#""unbalanced (quote* OR"#,
+        "a & | ! :* <-> NEAR(x)",
+        "'; DROP TABLE events; --",
+    ] {
+        let none = all(EventFilter {
+            q: Some(hostile.into()),
+            ..Default::default()
+        })
+        .await;
+        assert!(none.is_empty(), "{hostile:?} matched {none:?}");
+    }
     let future = all(EventFilter {
         since: Some(SystemTime::now() + Duration::from_secs(60)),
         ..Default::default()
@@ -958,6 +977,67 @@ pub(crate) async fn listings_filter_and_page_newest_first(s: Subject) {
     }
 }
 
+/// What a plugin hands back may hold any character, NUL included: storing it
+/// never fails, and a forward's body is sent as the plugin gave it.
+pub(crate) async fn hostile_text_from_plugins_is_stored(s: Subject) {
+    let store = s.store;
+    let id = stored_id(&store, new(event("s", None), &["a", "b"])).await;
+    let c = store
+        .claim_deliveries(claim(&["a", "b"], 10))
+        .await
+        .unwrap();
+    let (a, b) = if c[0].plugin == "a" {
+        (&c[0], &c[1])
+    } else {
+        (&c[1], &c[0])
+    };
+    let mut child = event("s", None);
+    child.event_type = "odd\0type".into();
+    child.body = "{\"k\":\"nul \\u0000 ok\"}".into();
+    child.hops = 1;
+    let body = "raw\0bytes \u{1F600} \u{FFFF}".to_string();
+    let nasty = NewForward {
+        url: "http://127.0.0.1:9/\0x".into(),
+        headers: vec![("x-h".into(), "v\0w".into())],
+        body: body.clone(),
+        refused: None,
+    };
+    let outcome = done(
+        vec![nasty],
+        vec![Emitted {
+            event: child.clone(),
+            plugins: vec![],
+        }],
+    );
+    assert_eq!(
+        store.finish_delivery(a.id, a.token, outcome).await.unwrap(),
+        Finished::Recorded
+    );
+    let f = store
+        .claim_forwards(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].body, body, "a forward's body is kept exactly");
+    assert_eq!(f[0].headers.len(), 1);
+    let emitted = store
+        .event(child.id)
+        .await
+        .unwrap()
+        .expect("emitted event stored");
+    assert_eq!(emitted.event.body, child.body);
+    assert!(emitted.event.event_type.starts_with("odd"));
+    // A plugin's error text with NUL in it is kept, readable.
+    store
+        .finish_delivery(b.id, b.token, failed("boom\0 and more", None))
+        .await
+        .unwrap();
+    let dead = store.dead(&DeadFilter::default(), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].last_error.as_deref().unwrap().starts_with("boom"));
+    assert_eq!(status(&store, id).await, EventStatus::Dead);
+}
+
 /// Runs one conformance case on a fresh subject.
 pub(crate) async fn case<F, Fut>(make: impl Future<Output = Subject>, f: F)
 where
@@ -985,6 +1065,7 @@ macro_rules! store_conformance {
             concurrent_claimers_never_share_a_delivery,
             released_leases_are_due_at_once,
             listings_filter_and_page_newest_first,
+            hostile_text_from_plugins_is_stored,
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {

@@ -5,7 +5,7 @@
 //! `Ok` only once the event is durable; deliveries and forwards are leased and
 //! their outcomes recorded with their effects in one transaction, and only while
 //! the lease is still current. Backends: [`sqlite`] (embedded, one process per
-//! file) and `postgres` (several replicas on one database). Each backend is the
+//! file) and [`postgres`] (several replicas on one database). Each backend is the
 //! only place that names its driver.
 //! Never: decides routing, runs plugins or does network I/O beyond its database.
 //!
@@ -16,6 +16,7 @@
 
 pub mod ids;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 mod wake;
 
@@ -31,7 +32,7 @@ pub use ids::{BadId, DeadId, DeliveryId, EventId, ForwardId};
 pub use model::*;
 pub use wake::{Wake, Work};
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::event::Event;
 
 /// Storing what ingress accepted.
@@ -153,8 +154,16 @@ pub trait Store:
 pub type SharedStore = Arc<dyn Store>;
 
 /// Opens the store `config` names: migrates it, takes what one process must
-/// hold (SQLite's lock file), and starts its writer.
+/// hold (SQLite's lock file), and starts its writers.
 pub async fn open(config: &Config) -> anyhow::Result<SharedStore> {
-    let store = sqlite::SqliteStore::open(&config.store.path, config.store.max_backlog)?;
-    Ok(Arc::new(store))
+    match &config.store.backend {
+        Backend::Sqlite => {
+            let store = sqlite::SqliteStore::open(&config.store.path, config.store.max_backlog)?;
+            Ok(Arc::new(store))
+        }
+        Backend::Postgres { url, .. } => {
+            let store = postgres::PgStore::open(url, config.store.max_backlog).await?;
+            Ok(Arc::new(store))
+        }
+    }
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg_cluster;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -313,7 +315,8 @@ pub struct Received {
 }
 
 /// An HTTP server in the test process that records what it receives. Paths
-/// starting with `/gone` answer 410, `/fail` 500, everything else 200.
+/// starting with `/gone` answer 410, `/fail` 500, everything else 200; those
+/// starting with `/slow` answer after 50 ms.
 pub struct Sink {
     pub port: u16,
     pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
@@ -378,6 +381,12 @@ impl Sink {
                                                     String::from_utf8_lossy(&bytes).into_owned(),
                                                 )
                                             });
+                                        if path.starts_with("/slow") {
+                                            tokio::time::sleep(std::time::Duration::from_millis(
+                                                50,
+                                            ))
+                                            .await;
+                                        }
                                         let status = if path.starts_with("/gone") {
                                             410
                                         } else if path.starts_with("/fail") {
