@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::event::{Action, Event, EventId, unix_ms};
 use crate::forward_policy::{self, Policy};
+use crate::handoff::{Handed, Handoff};
 use crate::live::Shared;
 use crate::log_safe::Escaped;
 use crate::metrics::{self, InvocationLabels, KindLabel, METRICS, PluginLabel};
@@ -43,16 +44,56 @@ const POLL: Duration = Duration::from_millis(200);
 /// the thread ends all the same, so threads never pile up).
 const OVERDUE: Duration = Duration::from_secs(5);
 
+/// Deliveries handed over from ingress per worker (see `handoff`), beyond
+/// what the workers claim ahead.
+pub(crate) const HANDOFF_PER_WORKER: usize = 8;
+
+/// Outcomes being recorded at once: a worker takes its next delivery while the
+/// last one's outcome waits for its commit, up to this many in all.
+const RECORDING: u32 = 4096;
+
+/// How long a claimed or handed-over delivery stays leased: the wait in the
+/// local queues (about `PREFETCH` + `HANDOFF_PER_WORKER` deadlines of the
+/// slowest plugin), the run, and a margin.
+pub(crate) fn lease(config: &crate::config::Config) -> Duration {
+    let (slowest, _) = config.plugin_maxima();
+    slowest * (PREFETCH + HANDOFF_PER_WORKER + 2) as u32 + LEASE_MARGIN
+}
+
 #[derive(Clone)]
 pub(crate) struct Dispatcher {
     pub store: SharedStore,
     pub live: Shared,
     pub registry: Arc<PluginRegistry>,
+    pub handoff: Arc<Handoff>,
+    /// Outcomes being recorded (see [`RECORDING`]).
+    pub recording: Arc<tokio::sync::Semaphore>,
 }
 
 impl Dispatcher {
-    /// Runs until `stop` turns true, then waits for in-flight deliveries to finish.
-    pub async fn run(self, stop: watch::Receiver<bool>) {
+    pub fn new(
+        store: SharedStore,
+        live: Shared,
+        registry: Arc<PluginRegistry>,
+        handoff: Arc<Handoff>,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            live,
+            registry,
+            handoff,
+            recording: Arc::new(tokio::sync::Semaphore::new(RECORDING as usize)),
+        }
+    }
+
+    /// Runs until `stop` turns true, then waits for in-flight deliveries to
+    /// finish and their outcomes to be recorded. `inbox` brings the deliveries
+    /// ingress handed over.
+    pub async fn run(
+        self,
+        stop: watch::Receiver<bool>,
+        inbox: tokio::sync::mpsc::UnboundedReceiver<(String, Handed<ClaimedDelivery>)>,
+    ) {
         let workers = self.live.load().config.plugins.workers;
         let wake_on = self.store.clone();
         let live = self.live.clone();
@@ -63,16 +104,18 @@ impl Dispatcher {
             async move { this.claim(room).await }
         };
         let store = self.store.clone();
-        let give_back = move |left: Vec<ClaimedDelivery>| async move {
+        let give_back = move |left: Vec<Handed<ClaimedDelivery>>| async move {
             let now = unix_ms(SystemTime::now());
-            for d in left {
+            for d in left.into_iter().map(|h| h.item) {
                 let _ = store
                     .finish_delivery(d.id, d.token, DeliveryOutcome::Release { due_at: now })
                     .await;
             }
         };
-        let handle = move |delivery: ClaimedDelivery| {
+        let recording = self.recording.clone();
+        let handle = move |handed: Handed<ClaimedDelivery>| {
             let this = self.clone();
+            let delivery = &handed.item;
             let span = tracing::info_span!(
                 "delivery",
                 event_id = %delivery.event.id,
@@ -80,7 +123,12 @@ impl Dispatcher {
                 source = %delivery.event.source,
                 plugin = %delivery.plugin,
             );
-            async move { this.deliver(delivery).await }.instrument(span)
+            async move {
+                this.deliver(handed.item).await;
+                // The hand-off slot goes back once the run is over.
+                drop(handed.slot);
+            }
+            .instrument(span)
         };
         let settings = scheduler::Settings {
             workers,
@@ -92,21 +140,23 @@ impl Dispatcher {
             settings,
             quota,
             wake_on.wake(),
+            inbox,
             stop,
             claim,
             handle,
             give_back,
         )
         .await;
+        // The outcomes still being recorded.
+        let _ = recording.acquire_many(RECORDING).await;
     }
 
     /// Leases due deliveries of each loaded plugin, at most its room each. The
     /// lease covers the wait in the local queues (about `PREFETCH` deadlines of
     /// the slowest plugin) and the run.
-    async fn claim(&self, room: Room) -> Vec<(String, ClaimedDelivery)> {
+    async fn claim(&self, room: Room) -> Vec<(String, Handed<ClaimedDelivery>)> {
         let loaded = loaded_names(&self.registry);
-        let (slowest, _) = self.live.load().config.plugin_maxima();
-        let lease = slowest * (PREFETCH as u32 + 2) + LEASE_MARGIN;
+        let lease = lease(&self.live.load().config);
         // One claim names every plugin with room, each up to its room.
         let claim = DeliveryClaim {
             plugins: loaded
@@ -123,7 +173,10 @@ impl Dispatcher {
             return Vec::new();
         }
         match self.store.claim_deliveries(claim).await {
-            Ok(ds) => ds.into_iter().map(|d| (d.plugin.clone(), d)).collect(),
+            Ok(ds) => ds
+                .into_iter()
+                .map(|d| (d.plugin.clone(), Handed::claimed(d)))
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim deliveries");
                 Vec::new()
@@ -269,35 +322,88 @@ impl Dispatcher {
                 }
             }
         };
-        match self.store.finish_delivery(id, token, outcome).await {
-            Ok(Finished::Recorded) => {}
-            Ok(Finished::Stale) => tracing::warn!(
-                "delivery outcome not recorded: its lease had passed to another attempt"
-            ),
-            Ok(Finished::EmitBudget {
-                used,
-                wanted,
-                budget,
-            }) => {
-                METRICS
-                    .dead_letters
-                    .get_or_create(&KindLabel {
-                        kind: "emit_budget",
-                    })
-                    .inc();
-                tracing::error!(
-                    used,
-                    wanted,
-                    budget,
-                    "emits over the event's budget (plugins.max_emits_per_event); dead-lettered without effects"
-                );
-            }
-            // The lease expires and the delivery runs again: at-least-once.
-            Err(e) => tracing::error!(error = %e, "cannot record delivery outcome"),
-        }
+        // The outcome is recorded while this worker takes its next delivery;
+        // the lease keeps the delivery from being claimed again meanwhile.
+        let Ok(permit) = self.recording.clone().acquire_owned().await else {
+            return;
+        };
+        let (store, handoff) = (self.store.clone(), self.handoff.clone());
+        let forward_lease = crate::outbox::lease(&live.config);
+        let record = async move {
+            record(&store, &handoff, id, token, outcome, forward_lease).await;
+            drop(permit);
+        };
+        tokio::spawn(record.instrument(tracing::Span::current()));
         if overdue {
             let _ = run.await;
         }
+    }
+}
+
+/// Records an outcome; the forwards it stores are handed to the outbox leased
+/// when the hand-off has room for them (else the outbox claims them).
+async fn record(
+    store: &SharedStore,
+    handoff: &Handoff,
+    id: crate::store::DeliveryId,
+    token: crate::store::LeaseToken,
+    outcome: DeliveryOutcome,
+    forward_lease: Duration,
+) {
+    let sendable = match &outcome {
+        DeliveryOutcome::Done { forwards, .. } => {
+            forwards.iter().filter(|f| f.refused.is_none()).count()
+        }
+        _ => 0,
+    };
+    let slots = handoff.forwards.reserve(sendable);
+    let recorded = match slots {
+        Some(_) => {
+            store
+                .finish_delivery_leased(id, token, outcome, forward_lease)
+                .await
+        }
+        None => store
+            .finish_delivery(id, token, outcome)
+            .await
+            .map(|f| (f, Vec::new())),
+    };
+    match recorded {
+        Ok((Finished::Recorded, handed)) => {
+            if !handed.is_empty() {
+                let keyed = handed
+                    .into_iter()
+                    .map(|f| (crate::outbox::target_key(&f.url), f))
+                    .collect();
+                handoff.forwards.send(keyed, slots);
+            }
+        }
+        Ok((Finished::Stale, _)) => {
+            tracing::warn!("delivery outcome not recorded: its lease had passed to another attempt")
+        }
+        Ok((
+            Finished::EmitBudget {
+                used,
+                wanted,
+                budget,
+            },
+            _,
+        )) => {
+            METRICS
+                .dead_letters
+                .get_or_create(&KindLabel {
+                    kind: "emit_budget",
+                })
+                .inc();
+            tracing::error!(
+                used,
+                wanted,
+                budget,
+                "emits over the event's budget (plugins.max_emits_per_event); dead-lettered without effects"
+            );
+        }
+        // The lease expires and the delivery runs again: at-least-once.
+        Err(e) => tracing::error!(error = %e, "cannot record delivery outcome"),
     }
 }
 

@@ -29,13 +29,13 @@ pub mod activity;
 pub mod admin;
 pub mod cli;
 pub mod dispatch;
+mod handoff;
 mod http;
 pub mod ingress;
 pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod plugins;
-mod pool;
 pub mod reload;
 pub mod retention;
 pub mod router;
@@ -149,14 +149,23 @@ pub async fn run_with_ready(
     let live = live::shared(config);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let dispatcher = dispatch::Dispatcher {
-        store: store.clone(),
-        live: live.clone(),
-        registry: registry.clone(),
+    // Work just committed goes to its workers in memory (see `handoff`).
+    let (handoff, inboxes) = {
+        let c = &live.load().config;
+        handoff::Handoff::new(
+            c.plugins.workers * dispatch::HANDOFF_PER_WORKER,
+            c.outbox.workers * dispatch::HANDOFF_PER_WORKER,
+        )
     };
-    let dispatch_task = tokio::spawn(dispatcher.run(stop_rx.clone()));
+    let dispatcher = dispatch::Dispatcher::new(
+        store.clone(),
+        live.clone(),
+        registry.clone(),
+        handoff.clone(),
+    );
+    let dispatch_task = tokio::spawn(dispatcher.run(stop_rx.clone(), inboxes.deliveries));
     let outbox = outbox::Outbox::new(store.clone(), live.clone(), vec![ingress_addr, admin_addr])?;
-    let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
+    let outbox_task = tokio::spawn(outbox.run(stop_rx.clone(), inboxes.forwards));
     let retention_task = tokio::spawn(retention::run(store.clone(), live.clone(), stop_rx.clone()));
     let sampler_task = tokio::spawn(activity::sample(
         activity.clone(),
@@ -174,6 +183,7 @@ pub async fn run_with_ready(
         live: live.clone(),
         store: store.clone(),
         budget,
+        handoff,
     };
     let admin = admin::Admin {
         live: live.clone(),

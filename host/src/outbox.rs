@@ -21,8 +21,10 @@ use tracing::Instrument;
 
 use crate::event::unix_ms;
 use crate::forward_policy::{self, MAX_ANSWER_BYTES, Permit};
+use crate::handoff::Handed;
 use crate::live::Shared;
 use crate::metrics::{self, METRICS, OutcomeLabel};
+use crate::scheduler::Room;
 use crate::store::{
     AttemptTiming, ClaimedForward, Finished, ForwardId, ForwardOutcome, SharedStore, Work,
 };
@@ -61,11 +63,38 @@ pub fn webhook_id(forward_id: ForwardId) -> String {
     forward_id.to_string()
 }
 
+/// How long a claimed or handed-over forward stays leased: the wait in the
+/// local queues (about `PREFETCH` request timeouts), the request, a margin.
+pub(crate) fn lease(config: &crate::config::Config) -> Duration {
+    config.outbox.timeout * (PREFETCH as u32 + 1) + Duration::from_secs(30)
+}
+
+/// Forwards claimed per worker beyond the free ones.
+const PREFETCH: usize = 8;
+
+/// Outcomes being recorded at once (a worker sends its next forward meanwhile).
+const RECORDING: u32 = 4096;
+
+/// The key a forward is queued under: its target (scheme, host and port), so
+/// each target gets its share of the workers (at most half of them while
+/// another target waits) and one slow target cannot hold them all.
+pub(crate) fn target_key(url: &str) -> String {
+    match url.parse::<hyper::Uri>() {
+        Ok(u) => format!(
+            "{}://{}",
+            u.scheme_str().unwrap_or(""),
+            u.authority().map_or("", |a| a.as_str())
+        ),
+        Err(_) => String::new(),
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Outbox {
     pub store: SharedStore,
     pub live: Shared,
     clients: std::sync::Arc<connect::Clients>,
+    recording: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Outbox {
@@ -81,44 +110,77 @@ impl Outbox {
             store,
             live,
             clients: std::sync::Arc::new(clients),
+            recording: std::sync::Arc::new(tokio::sync::Semaphore::new(RECORDING as usize)),
         })
     }
 
-    /// Runs until `stop` turns true, then waits for in-flight forwards to finish.
-    pub async fn run(self, stop: watch::Receiver<bool>) {
+    /// Runs until `stop` turns true, then waits for in-flight forwards to finish
+    /// and their outcomes to be recorded. `inbox` brings the forwards dispatch
+    /// handed over.
+    pub async fn run(
+        self,
+        stop: watch::Receiver<bool>,
+        inbox: tokio::sync::mpsc::UnboundedReceiver<(String, Handed<ClaimedForward>)>,
+    ) {
         let workers = self.live.load().config.outbox.workers;
-        let store = self.store.clone();
+        let wake_on = self.store.clone();
         let claimer = self.clone();
-        let claim = move |free: usize| {
+        let claim = move |room: Room| {
             let this = claimer.clone();
             async move {
-                // Claim ahead of the free workers (see dispatch); the lease covers
-                // the wait in this queue.
-                let lease = this.live.load().config.outbox.timeout * 9 + Duration::from_secs(30);
-                this.store
-                    .claim_forwards(free + workers * 8, lease)
-                    .await
-                    .unwrap_or_else(|e| {
+                // The claim is not per target: ask for what the queues may hold.
+                let limit = room.for_key("");
+                let lease = lease(&this.live.load().config);
+                match this.store.claim_forwards(limit.max(1), lease).await {
+                    Ok(fs) => fs
+                        .into_iter()
+                        .map(|f| (target_key(&f.url), Handed::claimed(f)))
+                        .collect(),
+                    Err(e) => {
                         tracing::warn!(error = %e, "cannot claim forwards");
                         Vec::new()
-                    })
+                    }
+                }
             }
         };
-        let handle = move |f: ClaimedForward| {
-            let this = self.clone();
-            let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, forward_id = %webhook_id(f.id), url = %forward_policy::redact(&f.url));
-            async move { this.send(f).await }.instrument(span)
+        let store = self.store.clone();
+        let give_back = move |left: Vec<Handed<ClaimedForward>>| async move {
+            for f in left.into_iter().map(|h| h.item) {
+                let _ = store
+                    .finish_forward(f.id, f.token, ForwardOutcome::Release)
+                    .await;
+            }
         };
-        crate::pool::run(
+        let recording = self.recording.clone();
+        let handle = move |handed: Handed<ClaimedForward>| {
+            let this = self.clone();
+            let f = &handed.item;
+            let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, forward_id = %webhook_id(f.id), url = %forward_policy::redact(&f.url));
+            async move {
+                this.send(handed.item).await;
+                drop(handed.slot);
+            }
+            .instrument(span)
+        };
+        let quota = move |_: &str| (workers / 2).max(1);
+        let settings = crate::scheduler::Settings {
             workers,
-            store.wake(),
-            Work::Forwards,
+            prefetch: PREFETCH,
+            poll: POLL,
+            work: Work::Forwards,
+        };
+        crate::scheduler::run(
+            settings,
+            quota,
+            wake_on.wake(),
+            inbox,
             stop,
-            POLL,
             claim,
             handle,
+            give_back,
         )
         .await;
+        let _ = recording.acquire_many(RECORDING).await;
     }
 
     async fn send(&self, f: ClaimedForward) {
@@ -172,15 +234,23 @@ impl Outbox {
                 }
             }
         };
-        match self.store.finish_forward(id, token, outcome).await {
-            Ok(Finished::Stale) => {
-                tracing::warn!(
+        // Recorded while this worker sends the next forward; the lease keeps
+        // the forward from being claimed again meanwhile.
+        let Ok(permit) = self.recording.clone().acquire_owned().await else {
+            return;
+        };
+        let store = self.store.clone();
+        let record = async move {
+            match store.finish_forward(id, token, outcome).await {
+                Ok(Finished::Stale) => tracing::warn!(
                     "forward outcome not recorded: its lease had passed to another attempt"
-                )
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot record forward outcome"),
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot record forward outcome"),
-        }
+            drop(permit);
+        };
+        tokio::spawn(record.instrument(tracing::Span::current()));
     }
 
     /// POSTs the forward (its body moves into the request) through the client

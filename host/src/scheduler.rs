@@ -217,13 +217,16 @@ pub(crate) struct Settings {
 /// running items to finish.
 ///
 /// `claim(room)` leases items for any key, at most `room.for_key(key)` each, and
-/// returns them with their key; `handle` runs one on its own task; `quota(key)`
-/// is read at each decision (it may change with the config); `give_back` returns
-/// queued items that were never started.
+/// returns them with their key; items handed over in `inbox` (already leased,
+/// see `handoff`) join the same queues; `handle` runs one on its own task;
+/// `quota(key)` is read at each decision (it may change with the config);
+/// `give_back` returns queued items that were never started.
+#[allow(clippy::too_many_arguments)] // the loop's collaborators, each one closure
 pub(crate) async fn run<T, C, CF, H, HF, G, GF>(
     settings: Settings,
     quota: impl Fn(&str) -> usize,
     wake: &Wake,
+    mut inbox: mpsc::UnboundedReceiver<(String, T)>,
     mut stop: watch::Receiver<bool>,
     claim: C,
     handle: H,
@@ -265,6 +268,12 @@ pub(crate) async fn run<T, C, CF, H, HF, G, GF>(
             });
         }
         tokio::select! {
+            Some((key, item)) = inbox.recv() => {
+                queues.push(&key, item);
+                while let Ok((key, item)) = inbox.try_recv() {
+                    queues.push(&key, item);
+                }
+            }
             Some(key) = done_rx.recv() => {
                 queues.done(&key);
                 while let Ok(key) = done_rx.try_recv() {
@@ -279,6 +288,10 @@ pub(crate) async fn run<T, C, CF, H, HF, G, GF>(
             }
             _ = stop.changed() => {}
         }
+    }
+    inbox.close();
+    while let Ok((key, item)) = inbox.try_recv() {
+        queues.push(&key, item);
     }
     give_back(queues.drain()).await;
     while queues.running() > 0 {

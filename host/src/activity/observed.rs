@@ -94,11 +94,35 @@ fn stored(e: &Event, deliveries: usize, parent_id: Option<EventId>) -> Message {
 #[async_trait]
 impl Ingest for Observed {
     async fn ingest(&self, new: NewEvent) -> Result<Ingested, StoreError> {
+        self.ingest_maybe_leased(new, None).await.map(|(i, _)| i)
+    }
+
+    async fn ingest_leased(
+        &self,
+        new: NewEvent,
+        lease: Duration,
+    ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError> {
+        self.ingest_maybe_leased(new, Some(lease)).await
+    }
+}
+
+impl Observed {
+    async fn ingest_maybe_leased(
+        &self,
+        new: NewEvent,
+        lease: Option<Duration>,
+    ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError> {
         // Only what a message needs is kept, and only when someone listens.
         let listening = self.activity.tx.receiver_count() > 0;
         let seen = listening.then(|| head(&new.event));
-        let answer = self.inner.ingest(new).await;
-        match &answer {
+        let answer = match lease {
+            None => self.inner.ingest(new).await.map(|i| (i, Vec::new())),
+            Some(lease) => self.inner.ingest_leased(new, lease).await,
+        };
+        if let Ok((_, handed)) = &answer {
+            self.hold_deliveries(handed);
+        }
+        match answer.as_ref().map(|(i, _)| i) {
             Ok(Ingested::Stored { id, deliveries }) => {
                 self.activity.series.event(1);
                 if let Some(e) = seen.filter(|e| e.id == *id) {
@@ -109,6 +133,40 @@ impl Ingest for Observed {
             Err(_) => {}
         }
         answer
+    }
+
+    /// Notes claimed (or handed-off) deliveries, to report their outcomes.
+    fn hold_deliveries(&self, claimed: &[ClaimedDelivery]) {
+        let mut leases = self.leases();
+        for c in claimed {
+            leases.deliveries.insert(
+                c.id,
+                Held {
+                    token: c.token,
+                    event_id: c.event.id,
+                    plugin: c.plugin.clone(),
+                    attempt: c.attempts + 1,
+                    target: String::new(),
+                },
+            );
+        }
+    }
+
+    /// Notes claimed (or handed-off) forwards, to report their outcomes.
+    fn hold_forwards(&self, claimed: &[ClaimedForward]) {
+        let mut leases = self.leases();
+        for c in claimed {
+            leases.forwards.insert(
+                c.id,
+                Held {
+                    token: c.token,
+                    event_id: c.event_id,
+                    plugin: c.plugin.clone(),
+                    attempt: c.attempts + 1,
+                    target: crate::admin::mask::forward_target(&c.url),
+                },
+            );
+        }
     }
 }
 
@@ -177,19 +235,7 @@ impl WorkQueue for Observed {
         claim: DeliveryClaim,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let claimed = self.inner.claim_deliveries(claim).await?;
-        let mut leases = self.leases();
-        for c in &claimed {
-            leases.deliveries.insert(
-                c.id,
-                Held {
-                    token: c.token,
-                    event_id: c.event.id,
-                    plugin: c.plugin.clone(),
-                    attempt: c.attempts + 1,
-                    target: String::new(),
-                },
-            );
-        }
+        self.hold_deliveries(&claimed);
         Ok(claimed)
     }
 
@@ -199,59 +245,20 @@ impl WorkQueue for Observed {
         token: LeaseToken,
         outcome: DeliveryOutcome,
     ) -> Result<Finished, StoreError> {
-        let report = Report::of(&outcome);
-        let held = {
-            let mut leases = self.leases();
-            match leases.deliveries.get(&id) {
-                Some(h) if h.token == token => leases.deliveries.remove(&id),
-                _ => None,
-            }
-        };
-        let answer = self.inner.finish_delivery(id, token, outcome).await;
-        let (Some(held), Ok(finished)) = (held, &answer) else {
-            return answer;
-        };
-        let a = &self.activity;
-        let (outcome, state, error, took) = match (report, finished) {
-            (_, Finished::Stale) | (Report::Release, _) => return answer,
-            (Report::Done { took, .. }, Finished::EmitBudget { .. }) => {
-                a.series.attempt(Attempt::DeliveryFailed { dead: true });
-                ("emit_budget".to_string(), "dead", None, took)
-            }
-            (Report::Done { took, emitted }, Finished::Recorded) => {
-                a.series.attempt(Attempt::DeliveryOk);
-                a.series.event(emitted.len() as u64);
-                for (e, deliveries) in &emitted {
-                    a.publish(|| stored(e, *deliveries, Some(held.event_id)));
-                }
-                ("ok".to_string(), "done", None, took)
-            }
-            (
-                Report::Failed {
-                    took,
-                    kind,
-                    error,
-                    dead,
-                },
-                _,
-            ) => {
-                a.series.attempt(Attempt::DeliveryFailed { dead });
-                let state = if dead { "dead" } else { "pending" };
-                (kind.to_string(), state, Some(error), took)
-            }
-        };
-        a.record_duration(&held.plugin, took);
-        a.publish(|| Message::Delivery {
-            event_id: held.event_id,
-            id,
-            plugin: held.plugin.clone(),
-            attempt: held.attempt,
-            outcome,
-            state,
-            error,
-            duration_ms: ms(took),
-        });
-        answer
+        self.finish_maybe_leased(id, token, outcome, None)
+            .await
+            .map(|(f, _)| f)
+    }
+
+    async fn finish_delivery_leased(
+        &self,
+        id: DeliveryId,
+        token: LeaseToken,
+        outcome: DeliveryOutcome,
+        lease: Duration,
+    ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
+        self.finish_maybe_leased(id, token, outcome, Some(lease))
+            .await
     }
 
     async fn claim_forwards(
@@ -260,19 +267,7 @@ impl WorkQueue for Observed {
         lease: Duration,
     ) -> Result<Vec<ClaimedForward>, StoreError> {
         let claimed = self.inner.claim_forwards(limit, lease).await?;
-        let mut leases = self.leases();
-        for c in &claimed {
-            leases.forwards.insert(
-                c.id,
-                Held {
-                    token: c.token,
-                    event_id: c.event_id,
-                    plugin: c.plugin.clone(),
-                    attempt: c.attempts + 1,
-                    target: crate::admin::mask::forward_target(&c.url),
-                },
-            );
-        }
+        self.hold_forwards(&claimed);
         Ok(claimed)
     }
 
@@ -343,6 +338,84 @@ impl WorkQueue for Observed {
         leases.deliveries.clear();
         leases.forwards.clear();
         n
+    }
+}
+
+impl Observed {
+    async fn finish_maybe_leased(
+        &self,
+        id: DeliveryId,
+        token: LeaseToken,
+        outcome: DeliveryOutcome,
+        lease: Option<Duration>,
+    ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
+        let report = Report::of(&outcome);
+        let held = {
+            let mut leases = self.leases();
+            match leases.deliveries.get(&id) {
+                Some(h) if h.token == token => leases.deliveries.remove(&id),
+                _ => None,
+            }
+        };
+        let answer = match lease {
+            None => self
+                .inner
+                .finish_delivery(id, token, outcome)
+                .await
+                .map(|f| (f, Vec::new())),
+            Some(lease) => {
+                self.inner
+                    .finish_delivery_leased(id, token, outcome, lease)
+                    .await
+            }
+        };
+        if let Ok((_, handed)) = &answer {
+            self.hold_forwards(handed);
+        }
+        let (Some(held), Ok((finished, _))) = (held, &answer) else {
+            return answer;
+        };
+        let a = &self.activity;
+        let (outcome, state, error, took) = match (report, finished) {
+            (_, Finished::Stale) | (Report::Release, _) => return answer,
+            (Report::Done { took, .. }, Finished::EmitBudget { .. }) => {
+                a.series.attempt(Attempt::DeliveryFailed { dead: true });
+                ("emit_budget".to_string(), "dead", None, took)
+            }
+            (Report::Done { took, emitted }, Finished::Recorded) => {
+                a.series.attempt(Attempt::DeliveryOk);
+                a.series.event(emitted.len() as u64);
+                for (e, deliveries) in &emitted {
+                    a.publish(|| stored(e, *deliveries, Some(held.event_id)));
+                }
+                ("ok".to_string(), "done", None, took)
+            }
+            (
+                Report::Failed {
+                    took,
+                    kind,
+                    error,
+                    dead,
+                },
+                _,
+            ) => {
+                a.series.attempt(Attempt::DeliveryFailed { dead });
+                let state = if dead { "dead" } else { "pending" };
+                (kind.to_string(), state, Some(error), took)
+            }
+        };
+        a.record_duration(&held.plugin, took);
+        a.publish(|| Message::Delivery {
+            event_id: held.event_id,
+            id,
+            plugin: held.plugin.clone(),
+            attempt: held.attempt,
+            outcome,
+            state,
+            error,
+            duration_ms: ms(took),
+        });
+        answer
     }
 }
 

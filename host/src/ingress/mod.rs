@@ -36,6 +36,8 @@ pub(crate) struct Ingress {
     pub store: SharedStore,
     /// `server.max_inflight_bytes`, over every request.
     pub budget: Arc<Budget>,
+    /// Where the deliveries of a stored event go, when there is room (see `handoff`).
+    pub handoff: Arc<crate::handoff::Handoff>,
 }
 
 impl Ingress {
@@ -94,7 +96,23 @@ impl Ingress {
             .map(|p| p.to_string())
             .collect();
         let (source, event_type) = (event.source.clone(), event.event_type.clone());
-        let answer = self.store.ingest(NewEvent { event, plugins }).await;
+        let new = NewEvent { event, plugins };
+        // With room in the hand-off, the deliveries are stored leased to this
+        // router and go straight to the dispatcher: no claim, no re-read.
+        let answer = match self.handoff.deliveries.reserve(new.plugins.len()) {
+            None => self.store.ingest(new).await,
+            Some(slots) => {
+                let lease = crate::dispatch::lease(&live.config);
+                self.store
+                    .ingest_leased(new, lease)
+                    .await
+                    .map(|(ingested, handed)| {
+                        let keyed = handed.into_iter().map(|d| (d.plugin.clone(), d)).collect();
+                        self.handoff.deliveries.send(keyed, Some(slots));
+                        ingested
+                    })
+            }
+        };
         let (status, body) = match answer {
             Ok(Ingested::Stored { id, deliveries }) => {
                 tracing::info!(event_id = %id, source = %source, event_type = %Escaped(&event_type), deliveries, "event stored");

@@ -185,6 +185,7 @@ async fn drive(
             },
             half(4),
             &wake,
+            tokio::sync::mpsc::unbounded_channel().1,
             stop_rx,
             claim,
             handle,
@@ -266,6 +267,7 @@ async fn stop_gives_back_what_never_started_and_waits_for_the_rest() {
             },
             |_| 1,
             &wake,
+            tokio::sync::mpsc::unbounded_channel().1,
             stop_rx,
             move |room: Room| {
                 let mut due = d.lock().unwrap();

@@ -371,6 +371,89 @@ pub(crate) async fn outcomes_need_the_current_lease(s: Subject) {
     );
 }
 
+/// The hand-off: work stored already leased to its taker is claimed by no one
+/// else while the lease holds, runs under the token it was handed with, and
+/// is taken over once the lease expires. A backend may hand off nothing; then
+/// everything is claimed as usual.
+pub(crate) async fn handed_off_work_is_leased_to_its_taker(s: Subject) {
+    let store = s.store;
+    let (ingested, handed) = store
+        .ingest_leased(new(event("s", None), &["a", "b"]), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let Ingested::Stored { id, deliveries: 2 } = ingested else {
+        panic!("{ingested:?}")
+    };
+    let claimed = store
+        .claim_deliveries(claim(&["a", "b"], 10))
+        .await
+        .unwrap();
+    assert_eq!(handed.len() + claimed.len(), 2, "each delivery once");
+    let handed_ids: HashSet<_> = handed.iter().map(|d| d.id).collect();
+    assert!(claimed.iter().all(|c| !handed_ids.contains(&c.id)));
+    for d in handed.iter().chain(&claimed) {
+        assert_eq!((d.event.id, d.attempts), (id, 0));
+    }
+    // The run's forwards are handed on leased the same way.
+    let first = handed.first().or(claimed.first()).unwrap();
+    let (finished, forwards) = store
+        .finish_delivery_leased(
+            first.id,
+            first.token,
+            done(vec![forward("http://a/1"), forward("http://a/2")], vec![]),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(finished, Finished::Recorded);
+    let claimed_forwards = store
+        .claim_forwards(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        forwards.len() + claimed_forwards.len(),
+        2,
+        "each forward once"
+    );
+    for f in &forwards {
+        assert_eq!((f.event_id, f.attempts), (id, 0));
+        assert!(f.url.starts_with("http://a/"));
+    }
+    // A handed forward's lease expires like a claimed one's: taken over, and
+    // the late outcome under the handed token changes nothing.
+    if let Some(f) = forwards.first() {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let again = store
+            .claim_forwards(10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let taken = again.iter().find(|g| g.id == f.id).expect("taken over");
+        assert_ne!(taken.token, f.token);
+        assert_eq!(
+            store
+                .finish_forward(
+                    f.id,
+                    f.token,
+                    ForwardOutcome::Sent {
+                        status: 200,
+                        timing: timing()
+                    }
+                )
+                .await
+                .unwrap(),
+            Finished::Stale
+        );
+    }
+    // The other delivery is still held by whoever has it: no second claim.
+    assert!(
+        store
+            .claim_deliveries(claim(&["a", "b"], 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub(crate) async fn forwards_and_emits_are_stored_with_the_outcome(s: Subject) {
     let store = s.store;
     let id = stored_id(&store, new(event("s", None), &["a"])).await;
@@ -1058,6 +1141,7 @@ macro_rules! store_conformance {
             claims_only_named_plugins_never_twice_and_share_the_event,
             retries_dead_letters_history_and_replay,
             outcomes_need_the_current_lease,
+            handed_off_work_is_leased_to_its_taker,
             forwards_and_emits_are_stored_with_the_outcome,
             emit_budget_is_kept_on_the_root,
             purge_deletes_dead_entries_and_finished_events,

@@ -41,6 +41,19 @@ pub trait Ingest: Send + Sync {
     /// Stores the event with one pending delivery per plugin, or finds it a
     /// duplicate; answers once that is durable.
     async fn ingest(&self, new: NewEvent) -> Result<Ingested, StoreError>;
+
+    /// Like [`Ingest::ingest`], storing the deliveries already leased to this
+    /// process for `lease` and answering them as claimed, so the first attempt
+    /// needs no claim and no re-read (the hand-off). A backend may hand off
+    /// nothing (the default): the deliveries are then claimed as usual.
+    async fn ingest_leased(
+        &self,
+        new: NewEvent,
+        lease: Duration,
+    ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError> {
+        let _ = lease;
+        Ok((self.ingest(new).await?, Vec::new()))
+    }
 }
 
 /// Leasing work and recording its outcome.
@@ -59,6 +72,20 @@ pub trait WorkQueue: Send + Sync {
         token: LeaseToken,
         outcome: DeliveryOutcome,
     ) -> Result<Finished, StoreError>;
+
+    /// Like [`WorkQueue::finish_delivery`], storing the run's forwards already
+    /// leased to this process for `lease` and answering them as claimed. A
+    /// backend may hand off nothing (the default).
+    async fn finish_delivery_leased(
+        &self,
+        id: DeliveryId,
+        token: LeaseToken,
+        outcome: DeliveryOutcome,
+        lease: Duration,
+    ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
+        let _ = lease;
+        Ok((self.finish_delivery(id, token, outcome).await?, Vec::new()))
+    }
 
     /// Leases up to `limit` due forwards.
     async fn claim_forwards(

@@ -2,8 +2,8 @@
 //!
 //! Owns: the `WHERE` terms of an [`EventFilter`] (shared with replay and
 //! purge selections), and choosing how a listing is read: along an index of
-//! `events`, or driven by the full-text index `events_fts` when words are
-//! searched.
+//! `events`, or driven by the full-text index `search.events_fts` (a file of
+//! its own, attached to every reader: see `search`) when words are searched.
 //! Never: writes; every change goes through the writer thread.
 
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub(super) fn event_filter_sql(f: &EventFilter) -> (Vec<String>, Vec<Value>) {
     if !words.is_empty() {
         params.push(Value::Text(fts_query(&words)));
         terms.push(format!(
-            "EXISTS (SELECT 1 FROM events_fts f WHERE f.events_fts MATCH ?{} AND f.rowid = e.rowid)",
+            "EXISTS (SELECT 1 FROM search.events_fts f WHERE f.events_fts MATCH ?{} AND f.rowid = e.rowid)",
             params.len()
         ));
     }
@@ -124,7 +124,7 @@ pub(super) fn events(
     let query = fts_query(&words);
     let hits: i64 = c
         .prepare_cached(
-            "SELECT count(*) FROM (SELECT 1 FROM events_fts WHERE events_fts MATCH ?1 LIMIT ?2)",
+            "SELECT count(*) FROM (SELECT 1 FROM search.events_fts WHERE events_fts MATCH ?1 LIMIT ?2)",
         )?
         .query_row(rusqlite::params![query, FEW_HITS], |r| r.get(0))?;
     if hits < FEW_HITS {
@@ -160,7 +160,9 @@ fn few_rows(
         return Ok(None);
     }
     let hits: Vec<i64> = c
-        .prepare_cached("SELECT rowid FROM events_fts WHERE events_fts MATCH ?1 ORDER BY rowid")?
+        .prepare_cached(
+            "SELECT rowid FROM search.events_fts WHERE events_fts MATCH ?1 ORDER BY rowid",
+        )?
         .query_map([query], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     if let Some(before) = page.before {
@@ -224,7 +226,7 @@ fn few_hits(
     // CROSS JOIN keeps the hits as the outer loop.
     let sql = format!(
         "SELECT {SUMMARY_COLUMNS}
-         FROM (SELECT rowid AS hit FROM events_fts WHERE events_fts MATCH ?{q}) h
+         FROM (SELECT rowid AS hit FROM search.events_fts WHERE events_fts MATCH ?{q}) h
          CROSS JOIN events e ON e.rowid = h.hit
          {} ORDER BY e.id DESC LIMIT ?{}",
         where_clause(&terms),
@@ -276,7 +278,7 @@ fn many_hits(
     params.push(Value::Integer(page.limit as i64));
     // CROSS JOIN keeps the index as the outer loop.
     let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM events_fts f CROSS JOIN events e ON e.rowid = f.rowid
+        "SELECT {SUMMARY_COLUMNS} FROM search.events_fts f CROSS JOIN events e ON e.rowid = f.rowid
          {} ORDER BY f.rowid DESC LIMIT ?{}",
         where_clause(&terms),
         params.len()

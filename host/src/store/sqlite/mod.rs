@@ -15,6 +15,7 @@ mod ops;
 mod read;
 mod retain;
 mod schema;
+mod search;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,9 @@ use crate::store::{
     Wake, WorkQueue,
 };
 
+/// How long a search waits for the index to catch up with the store.
+const SEARCH_WAIT: Duration = Duration::from_secs(2);
+
 /// Entries per transaction when replaying or purging many.
 const CHUNK: usize = 500;
 
@@ -53,6 +57,7 @@ pub struct SqliteStore {
     max_backlog: usize,
     wake: Arc<Wake>,
     readers: Arc<Readers>,
+    search: Arc<search::Search>,
     path: PathBuf,
     stop_checkpoints: Arc<AtomicBool>,
     lock: lock::StoreLock,
@@ -69,6 +74,7 @@ impl std::fmt::Debug for SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.stop_checkpoints.store(true, Ordering::Relaxed);
+        self.search.stop();
     }
 }
 
@@ -97,12 +103,15 @@ impl SqliteStore {
             alive: AtomicBool::new(true),
         });
         let wake = Arc::new(Wake::default());
+        let search = search::Search::start(path, tx.clone(), state.clone())
+            .with_context(|| format!("cannot open the search index of {}", path.display()))?;
         let w = Writer {
             conn,
             state: state.clone(),
             wake: wake.clone(),
             owner: format!("pid-{}", std::process::id()),
             full_logged: None,
+            search: Some(search.clone()),
         };
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -115,6 +124,7 @@ impl SqliteStore {
             state,
             max_backlog,
             wake,
+            search,
             readers: Arc::new(
                 Readers::start(path).context("cannot start the store reader threads")?,
             ),
@@ -157,6 +167,26 @@ impl SqliteStore {
             .await
             .ok_or_else(|| StoreError::Unavailable("the store readers have stopped".into()))?
             .map_err(|e| StoreError::Unavailable(format!("store query failed: {e}")))
+    }
+
+    /// Before a search: waits (a little) until every event acknowledged so far
+    /// is in the search index, so a search finds what was just stored.
+    async fn search_caught_up(&self) -> Result<(), StoreError> {
+        let last = self.read(search::last_seq).await?;
+        if !self.search.caught_up(last, SEARCH_WAIT).await {
+            tracing::debug!(
+                last,
+                "search index still catching up; answering with what it holds"
+            );
+        }
+        Ok(())
+    }
+
+    async fn searchable(&self, selection: &Selection) -> Result<(), StoreError> {
+        match selection {
+            Selection::Events(f) if !f.words().is_empty() => self.search_caught_up().await,
+            _ => Ok(()),
+        }
     }
 
     /// The database file and its companions, with their sizes.
@@ -223,7 +253,21 @@ impl Ingest for SqliteStore {
         if queued >= self.max_backlog {
             return Err(StoreError::Busy(queued));
         }
-        self.call(|r| Command::Ingest(new, r)).await
+        self.call(|r| Command::Ingest(new, None, r))
+            .await
+            .map(|(ingested, _)| ingested)
+    }
+
+    async fn ingest_leased(
+        &self,
+        new: NewEvent,
+        lease: Duration,
+    ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError> {
+        let queued = self.backlog();
+        if queued >= self.max_backlog {
+            return Err(StoreError::Busy(queued));
+        }
+        self.call(|r| Command::Ingest(new, Some(lease), r)).await
     }
 }
 
@@ -242,7 +286,19 @@ impl WorkQueue for SqliteStore {
         token: LeaseToken,
         outcome: DeliveryOutcome,
     ) -> Result<Finished, StoreError> {
-        self.call(|r| Command::FinishDelivery(id, token, outcome, r))
+        self.call(|r| Command::FinishDelivery(id, token, outcome, None, r))
+            .await
+            .map(|(finished, _)| finished)
+    }
+
+    async fn finish_delivery_leased(
+        &self,
+        id: DeliveryId,
+        token: LeaseToken,
+        outcome: DeliveryOutcome,
+        lease: Duration,
+    ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
+        self.call(|r| Command::FinishDelivery(id, token, outcome, Some(lease), r))
             .await
     }
 
@@ -281,6 +337,7 @@ impl DeadLetters for SqliteStore {
     }
 
     async fn replay(&self, selection: Selection) -> Result<usize, StoreError> {
+        self.searchable(&selection).await?;
         let ids = self.read(move |c| read::resolve(c, &selection)).await?;
         let mut n = 0;
         // Short transactions: a running router's ingest is never held up long.
@@ -292,6 +349,7 @@ impl DeadLetters for SqliteStore {
     }
 
     async fn purge(&self, selection: Selection) -> Result<Purged, StoreError> {
+        self.searchable(&selection).await?;
         let ids = self.read(move |c| read::resolve(c, &selection)).await?;
         let mut total = Purged::default();
         for chunk in ids.chunks(CHUNK) {
@@ -312,6 +370,9 @@ impl Queries for SqliteStore {
         page: Page,
     ) -> Result<Vec<EventSummary>, StoreError> {
         let filter = filter.clone();
+        if !filter.words().is_empty() {
+            self.search_caught_up().await?;
+        }
         self.read(move |c| listing::events(c, &filter, page)).await
     }
 

@@ -18,13 +18,30 @@ use crate::store::{
     NewForward,
 };
 
-/// Stores one event with its deliveries, or finds it a duplicate.
+/// The forwards an outcome stored leased, and the event and plugin they belong to.
+#[derive(Debug, Default)]
+pub(super) struct Leased {
+    pub ids: Vec<ForwardId>,
+    pub of: Option<(EventId, String)>,
+}
+
+/// A lease taken as rows are inserted (the hand-off: work stored already
+/// leased to this process, which runs it without claiming it).
+pub(super) struct Hold<'a> {
+    pub until: i64,
+    pub token: LeaseToken,
+    pub owner: &'a str,
+}
+
+/// Stores one event with its deliveries, or finds it a duplicate. With a
+/// `hold`, the deliveries are inserted leased under it; their ids are returned.
 pub(super) fn ingest(
     tx: &Connection,
     new: &NewEvent,
     parent: Option<(EventId, EventId)>,
     now: i64,
-) -> rusqlite::Result<Ingested> {
+    hold: Option<&Hold<'_>>,
+) -> rusqlite::Result<(Ingested, Vec<DeliveryId>)> {
     let event = &new.event;
     let id = event.id.to_string();
     if let Some(external) = &event.external_id {
@@ -45,9 +62,12 @@ pub(super) fn ingest(
                     "SELECT event_id FROM dedupe WHERE source = ?1 AND external_id = ?2",
                 )?
                 .query_row(params![event.source, external], |r| r.get(0))?;
-            return Ok(Ingested::Duplicate {
-                id: first.parse().unwrap_or(event.id),
-            });
+            return Ok((
+                Ingested::Duplicate {
+                    id: first.parse().unwrap_or(event.id),
+                },
+                Vec::new(),
+            ));
         }
     }
     let (parent_id, root_id) = match parent {
@@ -75,20 +95,29 @@ pub(super) fn ingest(
         if n > 0 { "pending" } else { "unrouted" },
         n,
     ])?;
-    // Searchable at once, in the same transaction (see `schema`: events_fts).
-    tx.prepare_cached("INSERT INTO events_fts (rowid, body) VALUES (last_insert_rowid(), ?1)")?
-        .execute([&event.body])?;
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO deliveries (event_id, plugin, state, due_at, updated_at)
-         VALUES (?1, ?2, 'pending', ?3, ?3)",
+        "INSERT INTO deliveries (event_id, plugin, state, due_at, updated_at, lease_until,
+                                 lease_token, lease_owner)
+         VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6)",
     )?;
+    let mut leased = Vec::new();
     for p in &new.plugins {
-        stmt.execute(params![id, p, now])?;
+        match hold {
+            None => stmt.execute(params![id, p, now, 0, 0, None::<&str>])?,
+            Some(h) => {
+                let n = stmt.execute(params![id, p, now, h.until, h.token.0, h.owner])?;
+                leased.push(DeliveryId(tx.last_insert_rowid()));
+                n
+            }
+        };
     }
-    Ok(Ingested::Stored {
-        id: event.id,
-        deliveries: new.plugins.len(),
-    })
+    Ok((
+        Ingested::Stored {
+            id: event.id,
+            deliveries: new.plugins.len(),
+        },
+        leased,
+    ))
 }
 
 /// Moves an event's counts of open (pending) and dead entries, and its status
@@ -233,6 +262,7 @@ fn record_attempt(tx: &Connection, event_id: &str, a: Attempt<'_>) -> rusqlite::
 
 /// Records a delivery's outcome (if `token` still holds it) with its effects;
 /// `wake` learns what work became due.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn finish_delivery(
     tx: &Connection,
     id: DeliveryId,
@@ -240,6 +270,8 @@ pub(super) fn finish_delivery(
     outcome: &DeliveryOutcome,
     now: i64,
     wake: &mut Wake,
+    hold: Option<&Hold<'_>>,
+    leased: &mut Leased,
 ) -> rusqlite::Result<Finished> {
     if let DeliveryOutcome::Release { due_at } = outcome {
         let n = tx
@@ -325,9 +357,22 @@ pub(super) fn finish_delivery(
                     status: None,
                 },
             )?;
-            let (open, dead) = insert_forwards(tx, id, &event_id, &plugin, forwards, now)?;
+            let (open, dead) = insert_forwards(
+                tx,
+                id,
+                &event_id,
+                &plugin,
+                forwards,
+                now,
+                hold,
+                &mut leased.ids,
+            )?;
             adjust(tx, &event_id, open - 1, dead)?;
-            wake.forwards |= open > 0;
+            // Forwards handed off leased need no claim: no wake-up for them.
+            wake.forwards |= open as usize > leased.ids.len();
+            if !leased.ids.is_empty() {
+                leased.of = event_id.parse().ok().map(|e| (e, plugin.clone()));
+            }
             if !emitted.is_empty() {
                 let parent: EventId = event_id.parse().unwrap_or_default();
                 let root: String = tx
@@ -337,6 +382,7 @@ pub(super) fn finish_delivery(
                 for e in emitted {
                     emit(tx, e, parent, root, now)?;
                     wake.deliveries |= !e.plugins.is_empty();
+                    wake.events = true;
                 }
             }
             Ok(Finished::Recorded)
@@ -432,7 +478,9 @@ fn spend_emits(
 }
 
 /// Inserts a run's forwards; returns how many are pending and how many dead
-/// (refused by the forward policy).
+/// (refused by the forward policy). With a `hold`, the pending ones are
+/// inserted leased, and their ids pushed to `leased` in the run's order.
+#[allow(clippy::too_many_arguments)]
 fn insert_forwards(
     tx: &Connection,
     delivery: DeliveryId,
@@ -440,20 +488,22 @@ fn insert_forwards(
     plugin: &str,
     forwards: &[NewForward],
     now: i64,
+    hold: Option<&Hold<'_>>,
+    leased: &mut Vec<ForwardId>,
 ) -> rusqlite::Result<(i64, i64)> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO outbox (delivery_id, event_id, plugin, url, headers, body, state, due_at,
-                             updated_at, last_error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                             updated_at, last_error, lease_until, lease_token, lease_owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
     )?;
     let (mut open, mut dead) = (0, 0);
     for f in forwards {
-        let state = if f.refused.is_some() {
+        let (state, hold) = if f.refused.is_some() {
             dead += 1;
-            "dead"
+            ("dead", None)
         } else {
             open += 1;
-            "pending"
+            ("pending", hold)
         };
         stmt.execute(params![
             delivery.0,
@@ -464,8 +514,14 @@ fn insert_forwards(
             f.body,
             state,
             now,
-            f.refused
+            f.refused,
+            hold.map_or(0, |h| h.until),
+            hold.map_or(0, |h| h.token.0),
+            hold.map(|h| h.owner),
         ])?;
+        if hold.is_some() {
+            leased.push(ForwardId(tx.last_insert_rowid()));
+        }
     }
     Ok((open, dead))
 }
@@ -481,7 +537,7 @@ fn emit(
         event: e.event.clone(),
         plugins: e.plugins.clone(),
     };
-    ingest(tx, &new, Some((parent, root)), now)?;
+    ingest(tx, &new, Some((parent, root)), now, None)?;
     Ok(())
 }
 

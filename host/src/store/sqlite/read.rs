@@ -73,6 +73,8 @@ fn reader_thread(path: &Path, jobs: &Mutex<std::sync::mpsc::Receiver<Job>>) {
         if conn.is_none() {
             match super::schema::open(path).and_then(|c| {
                 c.pragma_update(None, "query_only", true)?;
+                let search = super::search::search_path(path);
+                c.execute("ATTACH DATABASE ?1 AS search", [search.to_string_lossy()])?;
                 Ok(c)
             }) {
                 Ok(c) => conn = Some(c),

@@ -14,7 +14,8 @@ use crate::store::DeadId;
 /// Deletes one event (not its descendants) with its rows.
 fn delete_event(tx: &Connection, id: &str) -> rusqlite::Result<usize> {
     for sql in [
-        "DELETE FROM events_fts WHERE rowid = (SELECT rowid FROM events WHERE id = ?1)",
+        // The indexer removes it from the search index (see `search`).
+        "INSERT OR IGNORE INTO search_gone (seq) SELECT seq FROM events WHERE id = ?1",
         "DELETE FROM attempts WHERE event_id = ?1",
         "DELETE FROM outbox WHERE event_id = ?1",
         "DELETE FROM deliveries WHERE event_id = ?1",

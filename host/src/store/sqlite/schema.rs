@@ -151,6 +151,46 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO events_fts (rowid, body) SELECT rowid, body FROM events;
     ",
+    // 3 -> 4: the search index leaves the store for a file of its own, written by
+    // the indexer thread off the ack path (see `search`): indexing in the ingest
+    // transaction halved what the writer could take. The indexer follows new
+    // events by `seq`, an AUTOINCREMENT key that deletions never make SQLite
+    // reuse; pruned and purged events are noted in `search_gone` for it.
+    "
+    DROP TABLE events_fts;
+    CREATE TABLE events_v4 (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        source       TEXT NOT NULL,
+        event_type   TEXT NOT NULL,
+        external_id  TEXT,
+        received_at  INTEGER NOT NULL,
+        headers      NOT NULL,
+        body         TEXT NOT NULL,
+        hops         INTEGER NOT NULL DEFAULT 0,
+        parent_id    TEXT,
+        root_id      TEXT,
+        status       TEXT NOT NULL DEFAULT 'pending',
+        open_count   INTEGER NOT NULL DEFAULT 0,
+        dead_count   INTEGER NOT NULL DEFAULT 0,
+        emits        INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO events_v4 (seq, id, source, event_type, external_id, received_at, headers, body,
+                           hops, parent_id, root_id, status, open_count, dead_count, emits)
+        SELECT rowid, id, source, event_type, external_id, received_at, headers, body,
+               hops, parent_id, root_id, status, open_count, dead_count, emits
+        FROM events ORDER BY rowid;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_root ON events(root_id, status);
+    CREATE INDEX events_status ON events(status, id);
+    CREATE INDEX events_source ON events(source, id);
+    CREATE INDEX events_type ON events(event_type, id);
+    CREATE INDEX events_parent ON events(parent_id) WHERE parent_id IS NOT NULL;
+    CREATE INDEX events_prunable ON events(received_at)
+        WHERE root_id = id AND status IN ('done', 'unrouted');
+    CREATE TABLE search_gone (seq INTEGER PRIMARY KEY);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -165,12 +205,27 @@ pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
             "store schema version {current} is newer than this hookrouter's ({VERSION}); upgrade hookrouter"
         );
     }
+    // A step may rebuild a table others refer to (SQLite's way of altering one):
+    // foreign keys are off meanwhile and checked before each step commits.
+    conn.pragma_update(None, "foreign_keys", false)?;
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if broken > 0 {
+            anyhow::bail!(
+                "store migration {} -> {} broke {broken} references",
+                from,
+                from + 1
+            );
+        }
         tx.pragma_update(None, "user_version", from as i64 + 1)?;
         tx.commit()?;
     }
+    conn.pragma_update(None, "foreign_keys", true)?;
     Ok(())
 }
 

@@ -55,6 +55,7 @@ async fn a_failing_command_fails_alone_in_its_batch() {
         wake: Arc::new(Wake::default()),
         owner: "test".into(),
         full_logged: None,
+        search: None,
     };
     let new = |e, p: &[&str]| NewEvent {
         event: e,
@@ -63,8 +64,15 @@ async fn a_failing_command_fails_alone_in_its_batch() {
 
     // A delivery to finish, then a sabotaged outbox so that storing its forward fails.
     let (tx0, rx0) = oneshot::channel();
-    writer.process(vec![Command::Ingest(new(event("s", None), &["a"]), tx0)]);
-    assert!(matches!(rx0.await.unwrap(), Ok(Ingested::Stored { .. })));
+    writer.process(vec![Command::Ingest(
+        new(event("s", None), &["a"]),
+        None,
+        tx0,
+    )]);
+    assert!(matches!(
+        rx0.await.unwrap(),
+        Ok((Ingested::Stored { .. }, _))
+    ));
     let (tx, rx) = oneshot::channel();
     writer.process(vec![Command::ClaimDeliveries(
         DeliveryClaim {
@@ -96,13 +104,19 @@ async fn a_failing_command_fails_alone_in_its_batch() {
         },
     };
     writer.process(vec![
-        Command::Ingest(new(event("s", Some("e-1")), &["a"]), tx1),
-        Command::FinishDelivery(claimed[0].id, claimed[0].token, outcome, tx2),
-        Command::Ingest(new(event("s", Some("e-2")), &[]), tx3),
+        Command::Ingest(new(event("s", Some("e-1")), &["a"]), None, tx1),
+        Command::FinishDelivery(claimed[0].id, claimed[0].token, outcome, None, tx2),
+        Command::Ingest(new(event("s", Some("e-2")), &[]), None, tx3),
     ]);
-    assert!(matches!(rx1.await.unwrap(), Ok(Ingested::Stored { .. })));
+    assert!(matches!(
+        rx1.await.unwrap(),
+        Ok((Ingested::Stored { .. }, _))
+    ));
     assert!(matches!(rx2.await.unwrap(), Err(StoreError::Unavailable(m)) if m.contains("outbox")));
-    assert!(matches!(rx3.await.unwrap(), Ok(Ingested::Stored { .. })));
+    assert!(matches!(
+        rx3.await.unwrap(),
+        Ok((Ingested::Stored { .. }, _))
+    ));
     // The failed finish left nothing behind: the delivery is still pending.
     let state: String = writer
         .conn
@@ -115,8 +129,22 @@ async fn a_failing_command_fails_alone_in_its_batch() {
     assert_eq!(state, "pending");
 }
 
-fn indexed(path: &std::path::Path, word: &str) -> i64 {
-    let conn = schema::open(path).unwrap();
+/// Entries for `word` in the search index, once the indexer has caught up.
+async fn indexed(store: &SqliteStore, path: &std::path::Path, word: &str) -> i64 {
+    let last = store.read(search::last_seq).await.unwrap();
+    assert!(store.search.caught_up(last, Duration::from_secs(10)).await);
+    // Deletions go through `search_gone`: wait until the indexer has none left.
+    for _ in 0..200 {
+        let left: i64 = schema::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM search_gone", [], |r| r.get(0))
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let conn = search::open(&search::search_path(path)).unwrap();
     conn.query_row(
         "SELECT count(*) FROM events_fts WHERE events_fts MATCH ?1",
         [format!("\"{word}\"")],
@@ -151,7 +179,13 @@ async fn pruned_and_purged_events_leave_the_search_index() {
     ingest(with_body("alpha"), &[]).await; // unrouted: pruned below
     let charlie = ingest(with_body("charlie"), &["p"]).await; // pending: kept
     ingest(with_body("bravo"), &["p"]).await; // dead, then purged
-    assert_eq!((indexed(&path, "alpha"), indexed(&path, "bravo")), (1, 1));
+    assert_eq!(
+        (
+            indexed(&store, &path, "alpha").await,
+            indexed(&store, &path, "bravo").await
+        ),
+        (1, 1)
+    );
 
     // Bravo's delivery dies (the claim takes the oldest first: charlie, then bravo).
     let claimed = store
@@ -193,15 +227,15 @@ async fn pruned_and_purged_events_leave_the_search_index() {
     assert_eq!(pruned.events, 1, "alpha is unrouted and past the retention");
     assert_eq!(
         (
-            indexed(&path, "alpha"),
-            indexed(&path, "bravo"),
-            indexed(&path, "charlie")
+            indexed(&store, &path, "alpha").await,
+            indexed(&store, &path, "bravo").await,
+            indexed(&store, &path, "charlie").await
         ),
         (0, 0, 1)
     );
 
-    // Bravo was the newest row: a new event may take its rowid, and must not
-    // be found by bravo's words.
+    // Bravo was the newest row: a new event never takes its key (seq is
+    // AUTOINCREMENT), and is not found by bravo's words.
     let delta = ingest(with_body("delta"), &[]).await;
     let find = |q: &str| {
         let filter = EventFilter {

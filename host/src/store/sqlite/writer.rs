@@ -30,32 +30,52 @@ const MAX_BATCH: usize = 1024;
 pub(super) struct Wake {
     pub deliveries: bool,
     pub forwards: bool,
+    /// New events were stored (the search indexer has work).
+    pub events: bool,
 }
 
 impl std::ops::BitOrAssign for Wake {
     fn bitor_assign(&mut self, o: Wake) {
         self.deliveries |= o.deliveries;
         self.forwards |= o.forwards;
+        self.events |= o.events;
     }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum Command {
-    Ingest(NewEvent, Reply<Ingested>),
+    /// With a lease, the deliveries are stored leased to this process and
+    /// answered as claimed (the hand-off).
+    Ingest(
+        NewEvent,
+        Option<Duration>,
+        Reply<(Ingested, Vec<ClaimedDelivery>)>,
+    ),
     ClaimDeliveries(DeliveryClaim, Reply<Vec<ClaimedDelivery>>),
-    FinishDelivery(DeliveryId, LeaseToken, DeliveryOutcome, Reply<Finished>),
+    /// With a lease, the run's forwards are stored leased to this process and
+    /// answered as claimed.
+    FinishDelivery(
+        DeliveryId,
+        LeaseToken,
+        DeliveryOutcome,
+        Option<Duration>,
+        Reply<(Finished, Vec<ClaimedForward>)>,
+    ),
     ClaimForwards(usize, Duration, Reply<Vec<ClaimedForward>>),
     FinishForward(ForwardId, LeaseToken, ForwardOutcome, Reply<Finished>),
     Replay(Vec<DeadId>, Reply<usize>),
     Purge(Vec<DeadId>, Reply<Purged>),
     Prune(Retention, Reply<Pruned>),
     ReleaseLeases(Reply<usize>),
+    /// The search indexer has removed these from its index.
+    Forget(Vec<i64>, Reply<usize>),
 }
 
 /// What a command produced, sent to its caller once the batch is committed.
 enum Answer {
-    Ingested(Ingested),
+    Ingested(Ingested, Vec<DeliveryId>, LeaseToken),
+    Recorded(Finished, ops::Leased, LeaseToken),
     Deliveries(Vec<ClaimedDelivery>),
     Forwards(Vec<ClaimedForward>),
     Finished(Finished),
@@ -80,6 +100,8 @@ pub(super) struct Writer {
     pub owner: String,
     /// When "disk full" was last logged (it is logged once a minute, not per request).
     pub full_logged: Option<Instant>,
+    /// Told when new events are committed.
+    pub search: Option<Arc<super::search::Search>>,
 }
 
 impl Writer {
@@ -149,6 +171,11 @@ impl Writer {
         if wake.forwards {
             self.wake.notify(Work::Forwards);
         }
+        if wake.events
+            && let Some(search) = &self.search
+        {
+            search.poke();
+        }
         crate::metrics::observe_batch(n);
     }
 
@@ -197,16 +224,42 @@ fn apply(
     wake: &mut Wake,
 ) -> rusqlite::Result<Answer> {
     Ok(match cmd {
-        Command::Ingest(new, _) => {
-            let r = ops::ingest(tx, new, None, now)?;
-            wake.deliveries |= matches!(r, Ingested::Stored { deliveries, .. } if deliveries > 0);
-            Answer::Ingested(r)
+        Command::Ingest(new, lease, _) => {
+            let token = LeaseToken::new();
+            let hold = lease.map(|l| ops::Hold {
+                until: now + l.as_millis() as i64,
+                token,
+                owner,
+            });
+            let (r, leased) = ops::ingest(tx, new, None, now, hold.as_ref())?;
+            // Deliveries handed off leased need no claim: no wake-up for them.
+            wake.deliveries |=
+                matches!(r, Ingested::Stored { deliveries, .. } if deliveries > leased.len());
+            wake.events |= matches!(r, Ingested::Stored { .. });
+            Answer::Ingested(r, leased, token)
         }
         Command::ClaimDeliveries(claim, _) => {
             Answer::Deliveries(ops::claim_deliveries(tx, claim, owner, now)?)
         }
-        Command::FinishDelivery(id, token, outcome, _) => {
-            Answer::Finished(ops::finish_delivery(tx, *id, *token, outcome, now, wake)?)
+        Command::FinishDelivery(id, token, outcome, lease, _) => {
+            let forward_token = LeaseToken::new();
+            let hold = lease.map(|l| ops::Hold {
+                until: now + l.as_millis() as i64,
+                token: forward_token,
+                owner,
+            });
+            let mut leased = ops::Leased::default();
+            let f = ops::finish_delivery(
+                tx,
+                *id,
+                *token,
+                outcome,
+                now,
+                wake,
+                hold.as_ref(),
+                &mut leased,
+            )?;
+            Answer::Recorded(f, leased, forward_token)
         }
         Command::ClaimForwards(limit, lease, _) => {
             Answer::Forwards(ops::claim_forwards(tx, *limit, *lease, owner, now)?)
@@ -245,6 +298,14 @@ fn apply(
                 dedupe: retain::prune_dedupe(tx, cutoff(policy.dedupe_horizon), policy.batch)?,
             })
         }
+        Command::Forget(seqs, _) => {
+            let mut stmt = tx.prepare_cached("DELETE FROM search_gone WHERE seq = ?1")?;
+            let mut n = 0;
+            for seq in seqs {
+                n += stmt.execute([seq])?;
+            }
+            Answer::Count(n)
+        }
         Command::ReleaseLeases(_) => {
             let n = ops::release_leases(tx, owner)?;
             wake.deliveries |= n > 0;
@@ -273,28 +334,88 @@ fn reply(cmd: Command, answer: Result<Answer, StoreError>) {
     }
     let mismatch = || StoreError::Unavailable("internal: answer does not fit its command".into());
     match (cmd, answer) {
-        (Command::Ingest(_, r), Ok(Answer::Ingested(v))) => send(r, Ok(v)),
         (Command::ClaimDeliveries(_, r), Ok(Answer::Deliveries(v))) => send(r, Ok(v)),
         (Command::ClaimForwards(_, _, r), Ok(Answer::Forwards(v))) => send(r, Ok(v)),
-        (Command::FinishDelivery(.., r), Ok(Answer::Finished(v))) => send(r, Ok(v)),
+        (Command::Ingest(new, _, r), Ok(Answer::Ingested(v, leased, token))) => {
+            send(r, Ok((v, handed_deliveries(new, leased, token))))
+        }
+        (Command::FinishDelivery(_, _, outcome, _, r), Ok(Answer::Recorded(v, leased, token))) => {
+            send(r, Ok((v, handed_forwards(outcome, leased, token))))
+        }
         (Command::FinishForward(.., r), Ok(Answer::Finished(v))) => send(r, Ok(v)),
         (Command::Replay(_, r), Ok(Answer::Count(v))) => send(r, Ok(v)),
         (Command::ReleaseLeases(r), Ok(Answer::Count(v))) => send(r, Ok(v)),
+        (Command::Forget(_, r), Ok(Answer::Count(v))) => send(r, Ok(v)),
         (Command::Purge(_, r), Ok(Answer::Purged(v))) => send(r, Ok(v)),
         (Command::Prune(_, r), Ok(Answer::Pruned(v))) => send(r, Ok(v)),
         (cmd, answer) => {
             let e = answer.err().unwrap_or_else(mismatch);
             match cmd {
-                Command::Ingest(_, r) => send(r, Err(e)),
+                Command::Ingest(_, _, r) => send(r, Err(e)),
                 Command::ClaimDeliveries(_, r) => send(r, Err(e)),
                 Command::ClaimForwards(_, _, r) => send(r, Err(e)),
-                Command::FinishDelivery(.., r) | Command::FinishForward(.., r) => send(r, Err(e)),
-                Command::Replay(_, r) | Command::ReleaseLeases(r) => send(r, Err(e)),
+                Command::FinishDelivery(.., r) => send(r, Err(e)),
+                Command::FinishForward(.., r) => send(r, Err(e)),
+                Command::Replay(_, r) | Command::ReleaseLeases(r) | Command::Forget(_, r) => {
+                    send(r, Err(e))
+                }
                 Command::Purge(_, r) => send(r, Err(e)),
                 Command::Prune(_, r) => send(r, Err(e)),
             }
         }
     }
+}
+
+/// The deliveries an ingest stored leased, as claimed work: the event moves
+/// out of the command into the one `Arc` they share.
+fn handed_deliveries(
+    new: NewEvent,
+    leased: Vec<DeliveryId>,
+    token: LeaseToken,
+) -> Vec<ClaimedDelivery> {
+    if leased.is_empty() {
+        return Vec::new();
+    }
+    let event = std::sync::Arc::new(new.event);
+    leased
+        .into_iter()
+        .zip(new.plugins)
+        .map(|(id, plugin)| ClaimedDelivery {
+            id,
+            token,
+            plugin,
+            attempts: 0,
+            event: event.clone(),
+        })
+        .collect()
+}
+
+/// The forwards an outcome stored leased, as claimed work (in the run's order,
+/// refused ones left out, as `ops::insert_forwards` inserted them).
+fn handed_forwards(
+    outcome: DeliveryOutcome,
+    leased: ops::Leased,
+    token: LeaseToken,
+) -> Vec<ClaimedForward> {
+    let (DeliveryOutcome::Done { forwards, .. }, Some((event_id, plugin))) = (outcome, leased.of)
+    else {
+        return Vec::new();
+    };
+    leased
+        .ids
+        .into_iter()
+        .zip(forwards.into_iter().filter(|f| f.refused.is_none()))
+        .map(|(id, f)| ClaimedForward {
+            id,
+            token,
+            event_id,
+            plugin: plugin.clone(),
+            url: f.url,
+            headers: f.headers,
+            body: f.body,
+            attempts: 0,
+        })
+        .collect()
 }
 
 fn reply_all(batch: Vec<Command>, e: &rusqlite::Error) {

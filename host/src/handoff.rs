@@ -1,0 +1,133 @@
+//! The hand-off: work that was just committed goes to its workers in memory.
+//!
+//! Owns: two bounded queues, from ingress to dispatch (an event's deliveries)
+//! and from dispatch to the outbox (a run's forwards), and the slots that bound
+//! them. A producer reserves slots before it asks the store to insert the work
+//! already leased to this process; with no slot free it inserts the work
+//! unleased, and the workers claim it as before. A slot is held until its item
+//! has run, so the queues never hold more than their capacity.
+//! Never: replaces the store: every handed item is committed first, leased, and
+//! recovered from the store like claimed work (its lease expires if this
+//! process dies, and a stop gives it back).
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::store::{ClaimedDelivery, ClaimedForward};
+
+/// An item handed over with the slot it holds.
+#[derive(Debug)]
+pub(crate) struct Handed<T> {
+    pub item: T,
+    pub slot: Option<OwnedSemaphorePermit>,
+}
+
+impl<T> Handed<T> {
+    /// Claimed work: it holds no hand-off slot.
+    pub(crate) fn claimed(item: T) -> Handed<T> {
+        Handed { item, slot: None }
+    }
+}
+
+/// One bounded queue of handed items, keyed (by plugin) for the scheduler.
+pub(crate) struct Lane<T> {
+    slots: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<(String, Handed<T>)>,
+}
+
+impl<T> Lane<T> {
+    /// A lane of `capacity` slots, and the receiving end for its worker pool.
+    pub(crate) fn new(capacity: usize) -> (Lane<T>, mpsc::UnboundedReceiver<(String, Handed<T>)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Lane {
+                slots: Arc::new(Semaphore::new(capacity)),
+                tx,
+            },
+            rx,
+        )
+    }
+
+    /// `n` slots, if free now (never waits: without them the work is stored
+    /// unleased and claimed later).
+    pub(crate) fn reserve(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        if n == 0 {
+            return None;
+        }
+        self.slots.clone().try_acquire_many_owned(n as u32).ok()
+    }
+
+    /// Sends committed, leased items, one reserved slot each. Items beyond the
+    /// slots (none, when `reserve` asked for as many) keep no slot.
+    pub(crate) fn send(&self, items: Vec<(String, T)>, mut slots: Option<OwnedSemaphorePermit>) {
+        for (key, item) in items {
+            let slot = slots.as_mut().and_then(|s| {
+                if s.num_permits() > 1 {
+                    s.split(1)
+                } else {
+                    None
+                }
+            });
+            let slot = slot.or_else(|| slots.take());
+            // A closed receiver (the pool has stopped): the item stays leased in
+            // the store and is given back at shutdown or taken over after expiry.
+            let _ = self.tx.send((key, Handed { item, slot }));
+        }
+    }
+}
+
+/// The two lanes of the pipeline.
+pub(crate) struct Handoff {
+    pub deliveries: Lane<ClaimedDelivery>,
+    pub forwards: Lane<ClaimedForward>,
+}
+
+/// The receiving ends, for the dispatcher and the outbox.
+pub(crate) struct Inboxes {
+    pub deliveries: mpsc::UnboundedReceiver<(String, Handed<ClaimedDelivery>)>,
+    pub forwards: mpsc::UnboundedReceiver<(String, Handed<ClaimedForward>)>,
+}
+
+impl Handoff {
+    /// Lanes sized for the worker pools: enough to keep every worker busy for
+    /// several runs, little enough that the leases of queued items hold.
+    pub(crate) fn new(delivery_slots: usize, forward_slots: usize) -> (Arc<Handoff>, Inboxes) {
+        let (deliveries, d) = Lane::new(delivery_slots);
+        let (forwards, f) = Lane::new(forward_slots);
+        (
+            Arc::new(Handoff {
+                deliveries,
+                forwards,
+            }),
+            Inboxes {
+                deliveries: d,
+                forwards: f,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slots_bound_the_lane_and_come_back_when_items_are_dropped() {
+        let (lane, mut rx) = Lane::<u32>::new(3);
+        assert!(lane.reserve(4).is_none(), "more than the capacity");
+        let slots = lane.reserve(2).unwrap();
+        assert!(lane.reserve(2).is_none(), "one slot left");
+        lane.send(vec![("a".into(), 1), ("b".into(), 2)], Some(slots));
+        let (k1, h1) = rx.recv().await.unwrap();
+        let (k2, h2) = rx.recv().await.unwrap();
+        assert_eq!(
+            (k1.as_str(), h1.item, k2.as_str(), h2.item),
+            ("a", 1, "b", 2)
+        );
+        assert!(h1.slot.is_some() && h2.slot.is_some(), "one slot each");
+        drop(h1);
+        assert!(lane.reserve(2).is_some(), "a slot returned with its item");
+        assert!(lane.reserve(0).is_none());
+    }
+}

@@ -1,0 +1,257 @@
+//! The search index: full-text (FTS5) of event bodies, in a file of its own
+//! beside the store, written by one indexer thread off the ack path.
+//!
+//! Owns: `<store>-search` (the `events_fts` table and the indexer's high-water
+//! mark), following new events by their `seq` and removing the ones the writer
+//! noted in `search_gone`, and letting a search wait until the index has caught
+//! up with what was acknowledged before it.
+//! Never: holds anything that cannot be rebuilt: the index is derived from
+//! `events` (delete the file and it is rebuilt), so it is written without an
+//! fsync per commit and never delays a `202`. The indexer runs at a lower
+//! priority than the router's other threads: under a burst it falls behind and
+//! catches up after.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::watch;
+
+use super::writer::{Command, WriterState};
+
+/// Events indexed per transaction.
+const BATCH: usize = 2000;
+
+/// Body bytes indexed per transaction (at most; one body may pass it).
+const BATCH_BYTES: usize = 1 << 20;
+
+/// How often the indexer looks when nothing wakes it.
+const IDLE: Duration = Duration::from_millis(500);
+
+/// `data/hookrouter.db` → `data/hookrouter.db-search`.
+pub(super) fn search_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_os_string();
+    name.push("-search");
+    PathBuf::from(name)
+}
+
+/// Opens (creating if needed) the search index. WAL with `synchronous=NORMAL`:
+/// commits are atomic and survive a crash of the process; after a power loss
+/// the newest entries may be missing, and the high-water mark with them, so
+/// they are indexed again.
+pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Written in appends and read by the store's readers (which attach it):
+    // the indexer's own page cache stays small.
+    conn.pragma_update(None, "cache_size", -1024)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // Contentless (the bodies stay only in `events`), keyed by the event's
+    // `seq`, with deletes by key. `unicode61` splits on punctuation and folds
+    // case, so `payment_loading_requested` holds the word `payment`; positions
+    // are kept, so a query word the tokenizer splits further is matched as a
+    // phrase of its parts.
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
+             body, content = '', contentless_delete = 1,
+             tokenize = 'unicode61 remove_diacritics 2'
+         );
+         CREATE TABLE IF NOT EXISTS indexed (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL);
+         INSERT OR IGNORE INTO indexed (one, seq) VALUES (1, 0);",
+    )?;
+    Ok(conn)
+}
+
+/// What the store and its indexer share.
+pub(super) struct Search {
+    /// The highest `seq` every event up to which is in the index (or gone).
+    indexed: watch::Sender<i64>,
+    poke: Mutex<bool>,
+    poked: Condvar,
+    stop: AtomicBool,
+}
+
+impl Search {
+    /// Starts the indexer for the store at `store`; `writer` takes the
+    /// `search_gone` entries it has dealt with.
+    pub(super) fn start(
+        store: &Path,
+        writer: std::sync::mpsc::Sender<Command>,
+        queue: Arc<WriterState>,
+    ) -> anyhow::Result<Arc<Search>> {
+        let index = open(&search_path(store))?;
+        let start: i64 = index.query_row("SELECT seq FROM indexed", [], |r| r.get(0))?;
+        let search = Arc::new(Search {
+            indexed: watch::Sender::new(start),
+            poke: Mutex::new(false),
+            poked: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let (shared, store) = (search.clone(), store.to_path_buf());
+        std::thread::Builder::new()
+            .name("store-indexer".into())
+            .spawn(move || {
+                // Below the router's other threads: ingest and delivery first.
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+                if let Err(e) = shared.run(&store, index, &writer, &queue) {
+                    tracing::error!(error = %e, "the search indexer stopped; searches miss newer events");
+                }
+            })?;
+        Ok(search)
+    }
+
+    /// Wakes the indexer (new events were committed).
+    pub(super) fn poke(&self) {
+        *self.poke.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.poked.notify_one();
+    }
+
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.poke();
+    }
+
+    /// Waits (up to `limit`) until every event up to `seq` is searchable.
+    /// `false` when the index is still behind: the search answers with what
+    /// it has.
+    pub(super) async fn caught_up(&self, seq: i64, limit: Duration) -> bool {
+        let mut rx = self.indexed.subscribe();
+        if *rx.borrow() >= seq {
+            return true;
+        }
+        self.poke();
+        tokio::time::timeout(limit, rx.wait_for(|v| *v >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn wait(&self) {
+        let mut poked = self.poke.lock().unwrap_or_else(|p| p.into_inner());
+        if !*poked {
+            poked = self
+                .poked
+                .wait_timeout(poked, IDLE)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *poked = false;
+    }
+
+    fn run(
+        &self,
+        store: &Path,
+        mut index: Connection,
+        writer: &std::sync::mpsc::Sender<Command>,
+        queue: &WriterState,
+    ) -> rusqlite::Result<()> {
+        let events = super::schema::open(store)?;
+        events.pragma_update(None, "query_only", true)?;
+        // It reads each new row once: a small page cache (the store's 64 MiB
+        // one would fill with bodies it never reads again).
+        events.pragma_update(None, "cache_size", -512)?;
+        let mut mark = *self.indexed.borrow();
+        while !self.stop.load(Ordering::Relaxed) {
+            let forgot = forget(&events, &mut index)?;
+            if !forgot.is_empty() {
+                // Counted in the writer's queue like every command it takes.
+                let (reply, _) = tokio::sync::oneshot::channel();
+                queue.queued.fetch_add(1, Ordering::Relaxed);
+                if writer.send(Command::Forget(forgot, reply)).is_err() {
+                    queue.queued.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            let (next, full) = index_new(&events, &mut index, mark)?;
+            if next != mark {
+                mark = next;
+                self.indexed.send_replace(mark);
+            }
+            if !full {
+                self.wait();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes from the index the events the writer deleted; returns their `seq`s.
+fn forget(events: &Connection, index: &mut Connection) -> rusqlite::Result<Vec<i64>> {
+    let gone: Vec<i64> = events
+        .prepare_cached("SELECT seq FROM search_gone ORDER BY seq LIMIT ?1")?
+        .query_map([BATCH as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !gone.is_empty() {
+        let tx = index.transaction()?;
+        {
+            let mut del = tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?;
+            for seq in &gone {
+                del.execute([seq])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(gone)
+}
+
+/// Indexes up to [`BATCH`] events after `mark`; returns the new mark and
+/// whether the batch was full (more may be waiting).
+fn index_new(
+    events: &Connection,
+    index: &mut Connection,
+    mark: i64,
+) -> rusqlite::Result<(i64, bool)> {
+    // One read transaction: the rows and the last `seq` of the same snapshot.
+    let snapshot = events.unchecked_transaction()?;
+    let mut rows: Vec<(i64, String)> = Vec::new();
+    let mut bytes = 0;
+    let mut full = false;
+    {
+        let mut stmt = snapshot
+            .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let mut q = stmt.query(params![mark, BATCH as i64])?;
+        while let Some(r) = q.next()? {
+            let body: String = r.get(1)?;
+            bytes += body.len();
+            rows.push((r.get(0)?, body));
+            // Bounded in bytes too: large bodies are indexed a few at a time.
+            if rows.len() == BATCH || bytes >= BATCH_BYTES {
+                full = true;
+                break;
+            }
+        }
+    }
+    let next = match rows.last() {
+        Some((seq, _)) => *seq,
+        // Nothing after the mark: every `seq` handed out so far is indexed or
+        // gone, so the mark may move up to the last one (a search waiting for
+        // an event deleted meanwhile need not wait).
+        None => last_seq(&snapshot)?.max(mark),
+    };
+    snapshot.finish()?;
+    if next == mark {
+        return Ok((mark, false));
+    }
+    let tx = index.transaction()?;
+    {
+        let mut ins = tx.prepare_cached("INSERT INTO events_fts (rowid, body) VALUES (?1, ?2)")?;
+        for (seq, body) in &rows {
+            ins.execute(params![seq, body])?;
+        }
+        tx.prepare_cached("UPDATE indexed SET seq = ?1")?
+            .execute([next])?;
+    }
+    tx.commit()?;
+    Ok((next, full))
+}
+
+/// The last `seq` handed out: a search waits until the index has it.
+pub(super) fn last_seq(c: &Connection) -> rusqlite::Result<i64> {
+    Ok(
+        c.prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(0),
+    )
+}
