@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{
-    Config as NotifyConfig, Event as FsEvent, PollWatcher, RecommendedWatcher, RecursiveMode,
-    Watcher,
+    Config as NotifyConfig, Event as FsEvent, EventKind, PollWatcher, RecommendedWatcher,
+    RecursiveMode, Watcher,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -52,7 +53,7 @@ pub(crate) fn spawn(
             .unwrap_or(Path::new(".")),
     );
     let plugin_dir = canonical(&plugin_dir);
-    let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
     // Cheap first filter, on the watcher's thread: only the config file's name
     // and plugin file names go on. A log file or the store kept in one of these
     // folders is written constantly, and each of its events would otherwise
@@ -87,20 +88,33 @@ pub(crate) fn spawn(
             let Some(first) = first else { break };
             // Other files in these folders (logs, the store) neither start nor
             // extend a debounce window.
-            if !reloader.is_relevant(&first) {
+            if !reloader.is_relevant(&first.path) {
                 continue;
             }
-            let mut paths = BTreeSet::from([first]);
-            // Debounce: act once the relevant files have been quiet for DEBOUNCE
-            // (and at most MAX_DEBOUNCE after the first event).
+            // A file renamed into place or closed after writing is complete:
+            // it is acted on at once. Only partial writes are debounced: act
+            // once the relevant files have been quiet for DEBOUNCE (at most
+            // MAX_DEBOUNCE after the first event), or as soon as the file
+            // being written is closed.
+            let mut paths = BTreeSet::new();
+            let mut complete = first.complete;
+            paths.insert(first.path);
             let window = tokio::time::Instant::now() + MAX_DEBOUNCE;
             let mut quiet_until = tokio::time::Instant::now() + DEBOUNCE;
-            while let Ok(Some(p)) =
-                tokio::time::timeout_at(quiet_until.min(window), rx.recv()).await
+            while !complete
+                && let Ok(Some(c)) =
+                    tokio::time::timeout_at(quiet_until.min(window), rx.recv()).await
             {
-                if reloader.is_relevant(&p) {
-                    paths.insert(p);
+                if reloader.is_relevant(&c.path) {
+                    paths.insert(c.path);
+                    complete = c.complete;
                     quiet_until = tokio::time::Instant::now() + DEBOUNCE;
+                }
+            }
+            // Whatever else is already queued goes with this round.
+            while let Ok(c) = rx.try_recv() {
+                if reloader.is_relevant(&c.path) {
+                    paths.insert(c.path);
                 }
             }
             reloader.apply(paths, &mut reloads).await;
@@ -113,19 +127,49 @@ enum AnyWatcher {
     Poll(#[allow(dead_code)] PollWatcher),
 }
 
+/// A file event that may matter: the path, and whether the file is complete
+/// (renamed into place, closed after writing, or removed) rather than being
+/// written.
+#[derive(Debug)]
+struct Change {
+    path: PathBuf,
+    complete: bool,
+}
+
+/// Whether an event leaves its file complete. A rename into the folder (the
+/// way to publish a plugin: `IN_MOVED_TO`) and a close after writing
+/// (`IN_CLOSE_WRITE`) do; so does a removal. A write or a create may be
+/// followed by more writes.
+fn completes(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To))
+            | EventKind::Remove(_)
+    )
+}
+
 fn start_watcher(
     dirs: &[PathBuf],
-    tx: mpsc::UnboundedSender<PathBuf>,
+    tx: mpsc::UnboundedSender<Change>,
     maybe_relevant: impl Fn(&Path) -> bool + Clone + Send + 'static,
 ) -> anyhow::Result<AnyWatcher> {
     let handler = move |res: notify::Result<FsEvent>| match res {
         // Reading a file (as a reload does) is no change; only writes, creates,
-        // renames and removes are.
-        Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
+        // renames, removes and the close after a write are.
+        Ok(ev) if matches!(ev.kind, EventKind::Access(_)) && !completes(&ev.kind) => {}
+        // inotify reports a rename as `From` and `To`, then once more as `Both`
+        // with the two paths: acting on that too would reload the file twice.
+        Ok(ev)
+            if matches!(
+                ev.kind,
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+            ) => {}
         Ok(ev) => {
-            for p in ev.paths {
-                if maybe_relevant(&p) {
-                    let _ = tx.send(p);
+            let complete = completes(&ev.kind);
+            for path in ev.paths {
+                if maybe_relevant(&path) {
+                    let _ = tx.send(Change { path, complete });
                 }
             }
         }
