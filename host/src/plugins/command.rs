@@ -149,20 +149,39 @@ pub(crate) fn stdin_document(event: &Event, attempt: u32) -> Vec<u8> {
             }
         }
     }
-    let data = serde_json::from_str::<Value>(&event.body)
-        .unwrap_or_else(|_| Value::String(event.body.clone()));
-    let doc = serde_json::json!({
-        "id": event.id,
-        "type": event.event_type,
-        "source": event.source,
-        "received_at": event.received_at_rfc3339(),
-        "attempt": attempt,
-        "headers": headers,
-        "data": data,
-    });
-    let mut bytes = serde_json::to_vec(&doc).unwrap_or_default();
-    bytes.push(b'\n');
+    // Written in the documented key order, on one line, with the body copied
+    // in as it is when it is JSON on one line already (checked, not parsed
+    // into a tree and printed again).
+    let mut bytes = Vec::with_capacity(event.body.len() + 256);
+    put(&mut bytes, "id", &event.id);
+    put(&mut bytes, "type", &event.event_type);
+    put(&mut bytes, "source", &event.source);
+    put(&mut bytes, "received_at", &event.received_at_rfc3339());
+    put(&mut bytes, "attempt", &attempt);
+    put(&mut bytes, "headers", &headers);
+    let body = event.body.as_str();
+    let one_line = !body.contains(['\n', '\r']);
+    match serde_json::from_str::<&serde_json::value::RawValue>(body) {
+        Ok(raw) if one_line => {
+            bytes.extend_from_slice(b",\"data\":");
+            bytes.extend_from_slice(raw.get().as_bytes());
+        }
+        Ok(_) => {
+            let data: Value = serde_json::from_str(body).unwrap_or_default();
+            put(&mut bytes, "data", &data);
+        }
+        Err(_) => put(&mut bytes, "data", &body),
+    }
+    bytes.extend_from_slice(b"}\n");
     bytes
+}
+
+/// Appends `"key":value` to an object being written.
+fn put(out: &mut Vec<u8>, key: &str, value: &impl serde::Serialize) {
+    out.push(if out.is_empty() { b'{' } else { b',' });
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// Parses stdout (the line format lives in `hookrouter_core::command_abi`).
@@ -256,6 +275,57 @@ mod tests {
         for (out, want) in cases {
             let err = parse(out, 10).unwrap_err();
             assert!(err.contains(want), "{out:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_stdin_document_keeps_its_key_order_on_one_line_whatever_the_body() {
+        let event = |body: &str| Event {
+            id: crate::event::EventId::new(),
+            source: "optum".into(),
+            event_type: "t\"q".into(),
+            external_id: None,
+            received_at: std::time::SystemTime::UNIX_EPOCH,
+            headers: vec![("x-a".into(), "1".into()), ("x-a".into(), "2".into())],
+            body: body.into(),
+            hops: 0,
+        };
+        let cases = [
+            (
+                r#"{"id":"inner","n":[1,2]}"#,
+                serde_json::json!({"id":"inner","n":[1,2]}),
+            ),
+            (" {\"a\": 1} ", serde_json::json!({"a": 1})),
+            ("{\n  \"a\": \"x\"\r\n}", serde_json::json!({"a": "x"})),
+            ("not json", serde_json::json!("not json")),
+        ];
+        for (body, data) in cases {
+            let e = event(body);
+            let doc = stdin_document(&e, 3);
+            let text = std::str::from_utf8(&doc).unwrap();
+            assert!(
+                text.ends_with('\n') && text.matches('\n').count() == 1,
+                "{text:?}"
+            );
+            let id = format!("{{\"id\":\"{}\",", e.id);
+            assert!(text.starts_with(&id), "id first: {text}");
+            let v: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(v["data"], data, "{body:?}");
+            assert_eq!(v["type"], "t\"q");
+            assert_eq!(v["attempt"], 3);
+            assert_eq!(v["headers"]["x-a"], "1, 2");
+            assert_eq!(v["received_at"], "1970-01-01T00:00:00.000Z");
+            let at = |key: &str| text.find(&format!(",\"{key}\":")).unwrap();
+            let order = [
+                "type",
+                "source",
+                "received_at",
+                "attempt",
+                "headers",
+                "data",
+            ]
+            .map(at);
+            assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
         }
     }
 
