@@ -41,6 +41,9 @@ use crate::store::{
 /// How long a search waits for the index to catch up with the store.
 const SEARCH_WAIT: Duration = Duration::from_secs(2);
 
+/// The writer's page cache (negative: KiB), see `SqliteStore::open`.
+const WRITER_CACHE_KIB: i64 = -16 * 1024;
+
 /// Entries per transaction when replaying or purging many.
 const CHUNK: usize = 500;
 
@@ -92,6 +95,11 @@ impl SqliteStore {
             schema::open(path).with_context(|| format!("cannot open store {}", path.display()))?;
         schema::migrate(&mut conn)
             .with_context(|| format!("cannot migrate store {}", path.display()))?;
+        // The writer appends, claims through small indexes and finishes recent
+        // work: its hot pages are the tables' right edges. A smaller cache than
+        // the readers' (which serve listings of the whole store) keeps the
+        // router's resident memory down; older pages come from the OS's cache.
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
         conn.execute_batch(
             "UPDATE deliveries SET lease_until = 0, lease_token = 0, lease_owner = NULL WHERE lease_until != 0;
              UPDATE outbox SET lease_until = 0, lease_token = 0, lease_owner = NULL WHERE lease_until != 0;",
@@ -226,6 +234,8 @@ fn spawn_checkpointer(path: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<()> 
                 tracing::warn!(path = %path.display(), "checkpointer cannot open the store; the WAL is checkpointed at close only");
                 return;
             };
+            // A checkpoint copies pages from the WAL; it needs no cache of its own.
+            let _ = conn.pragma_update(None, "cache_size", -1024);
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
                 let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_BOUND);
