@@ -82,4 +82,6 @@ if [[ $what == all || $what == fixtures ]]; then
   for crate in hostile relay sleeper trivial; do
     install_if_changed "$wasm_target/wasm32-wasip2/release/$crate.wasm" "$fixtures/$crate.wasm"
   done
+  # The command-ABI relay, for the end-to-end benchmark.
+  build_c_plugin "$root/tests/fixtures/c/cmd_relay.c" "$fixtures/cmd_relay.wasm"
 fi

@@ -10,14 +10,22 @@
 //!    appending the body to a file with group commit (one fdatasync per batch)
 //!    and does nothing else. It bounds what any durable ingress reaches on
 //!    this machine.
-//! 2. End to end: events through a trivial component plugin whose forward
-//!    reaches a local sink: events/s and the time from 202 to the sink.
+//!    The ratios to report: router / reference and router / bare.
+//! 2. End to end, on the release binary started as a child process (a black
+//!    box): events through a trivial component and through a C command
+//!    module, each forwarding to a bare hyper sink: events/s against the
+//!    ingress-only figure of part 1, then 202 → sink latency at half of that
+//!    rate.
+//! 3. Resident memory of the release binary: idle, and after 250,000 events.
+//!
+//! `BENCH_INGRESS_ONLY=1` runs part 1 alone; `BENCH_RSS_ONLY=1` part 3 alone.
 //!
 //! Timing never decides anything here; it prints figures.
 
 mod support;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +40,12 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures");
+        if std::env::var_os("BENCH_RSS_ONLY").is_some() {
+            let bytes = std::fs::read(fixtures.join("relay.wasm")).unwrap();
+            resident(&tmp.path().join("rss"), &bytes).await;
+            return;
+        }
         let bare = bare_server().await;
         let ingress_cfg = r#"
 [server]
@@ -65,7 +79,11 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
             let a = load(probe, "/webhooks/optum", conns, SECONDS, body(), None).await;
             row(&format!("bare hyper, {conns} conns"), &b, None);
             row(&format!("hookrouter durable, {conns} conns"), &r, Some(&b));
-            row(&format!("append+fdatasync only, {conns} conns"), &a, Some(&b));
+            row(
+                &format!("append+fdatasync only, {conns} conns"),
+                &a,
+                Some(&b),
+            );
             if conns == 64 {
                 ingress_rps = r.rps();
             }
@@ -74,119 +92,254 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
         if std::env::var_os("BENCH_INGRESS_ONLY").is_some() {
             return;
         }
-        // End to end: a trivial component forwards every event to a local sink.
-        let relay =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/relay.wasm");
-        let Ok(bytes) = std::fs::read(&relay) else {
-            println!(
-                "\n(skipping end to end: run scripts/build-plugins.sh first to build {})",
-                relay.display()
-            );
-            return;
+        let plugins = [
+            (
+                "trivial component (relay.wasm)",
+                "relay.wasm",
+                "forward_url",
+            ),
+            (
+                "C command module (cmd_relay.wasm)",
+                "cmd_relay.wasm",
+                "FORWARD_URL",
+            ),
+        ];
+        for (name, file, key) in plugins {
+            let Ok(bytes) = std::fs::read(fixtures.join(file)) else {
+                panic!("run scripts/build-plugins.sh first to build target/fixtures/{file}");
+            };
+            let dir = tmp.path().join(file);
+            end_to_end(name, &dir, &bytes, key, ingress_rps).await;
+        }
+        let bytes = std::fs::read(fixtures.join("relay.wasm")).unwrap();
+        resident(&tmp.path().join("rss"), &bytes).await;
+    });
+}
+
+/// The release binary as a child process: a black box, as a user runs it.
+struct Child {
+    proc: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Child {
+    /// Starts `hookrouter serve` in `dir` with one plugin, `fwd.wasm`, that
+    /// forwards every event to `sink` (its config key for the URL is `key`).
+    async fn start(dir: &std::path::Path, plugin: &[u8], key: &str, sink: SocketAddr) -> Child {
+        std::fs::create_dir_all(dir.join("plugins")).unwrap();
+        std::fs::write(dir.join("plugins/fwd.wasm"), plugin).unwrap();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
         };
-        let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let sink = sink(arrivals.clone()).await;
-        let arrivals_handle = arrivals.clone();
-        let dir2 = tmp.path().join("e2e");
-        std::fs::create_dir_all(dir2.join("plugins")).unwrap();
-        std::fs::write(dir2.join("plugins/fwd.wasm"), bytes).unwrap();
-        let e2e_cfg = format!(
+        let (addr, admin) = (free(), free());
+        let config = format!(
             r#"
 [server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
+listen = "{addr}"
+admin_listen = "{admin}"
 [store]
-max_backlog = 100000
-[plugins]
-workers = 4
-[outbox]
-workers = 16
+max_backlog = 1000000
 [[sources]]
 name = "optum"
 preset = "optum"
-id_from = "header:x-no-dedupe"
+id_from = "header:x-no-dedupe"   # every request is a new event (the body is reused)
 [[routes]]
 events = ["payment_*"]
 plugins = ["fwd"]
 [plugin.fwd]
-config = {{ forward_url = "http://{sink}/sink" }}
+config = {{ {key} = "http://{sink}/sink" }}
 allow_forward = ["{sink}"]
 "#
         );
-        let e2e = router(&dir2, &e2e_cfg).await;
-        let acks: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let a = acks.clone();
-        let on_ack: Arc<dyn Fn(Bytes) + Send + Sync> = Arc::new(move |b: Bytes| {
-            let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
-            if let Some(id) = v["id"].as_str() {
-                a.lock().unwrap().insert(id.to_string(), Instant::now());
-            }
-        });
-        let started = Instant::now();
-        let sent = load(e2e, "/webhooks/optum", 64, SECONDS, body(), Some(on_ack)).await;
-        let acked = acks.lock().unwrap().len();
-        let wait_until = Instant::now() + Duration::from_secs(120);
-        while arrivals.lock().unwrap().len() < acked && Instant::now() < wait_until {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        std::fs::write(dir.join("router.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("router.log")).unwrap();
+        let proc = std::process::Command::new(env!("CARGO_BIN_EXE_hookrouter"))
+            .args(["serve", "--config", "router.toml"])
+            .current_dir(dir)
+            .env("OPTUM_WEBHOOK_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let child = Child { proc, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(admin).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the router did not start: see {}",
+                dir.join("router.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let total = started.elapsed().as_secs_f64();
-        {
-            let arrivals = arrivals.lock().unwrap();
-            let acks = acks.lock().unwrap();
-            let mut lag: Vec<Duration> = acks
-                .iter()
-                .filter_map(|(id, t)| arrivals.get(id).map(|a| a.saturating_duration_since(*t)))
-                .collect();
-            lag.sort();
-            let pct = |p: f64| {
-                lag.get(((lag.len() as f64 - 1.0) * p) as usize)
-                    .copied()
-                    .unwrap_or_default()
-            };
-            println!("\n## End to end (64 conns for {SECONDS} s, then until every forward arrived)\n");
-            println!("| measure | value |");
-            println!("| --- | --- |");
-            println!(
-                "| events acked (202) | {acked} ({:.0}/s while sending) |",
-                sent.rps()
-            );
-            println!("| forwards that reached the sink | {} |", arrivals.len());
-            println!(
-                "| end-to-end events/s (acked / time until the last forward) | {:.0} |",
-                arrivals.len() as f64 / total
-            );
-            println!("| ingress-only events/s, same run (64 conns) | {ingress_rps:.0} |");
-            println!(
-                "| 202 → sink p50 / p99 (saturated: queueing dominates) | {:.1} ms / {:.1} ms |",
-                pct(0.5).as_secs_f64() * 1e3,
-                pct(0.99).as_secs_f64() * 1e3
-            );
-        }
+        // The plugin is compiled (or loaded from the cache) at start.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        child
+    }
 
-        // Below saturation: a steady 500 events/s for SECONDS, then the lag distribution.
-        let acks2: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let a = acks2.clone();
-        let on_ack: Arc<dyn Fn(Bytes) + Send + Sync> = Arc::new(move |b: Bytes| {
-            let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
-            if let Some(id) = v["id"].as_str() {
-                a.lock().unwrap().insert(id.to_string(), Instant::now());
-            }
-        });
-        let rate = 500;
-        let sent = paced(e2e, 16, rate, SECONDS, on_ack).await;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let arrivals = arrivals_handle.lock().unwrap();
-        let acks2 = acks2.lock().unwrap();
-        let mut lag: Vec<Duration> =
-            acks2.iter().filter_map(|(id, t)| arrivals.get(id).map(|a| a.saturating_duration_since(*t))).collect();
-        lag.sort();
-        let pct = |p: f64| lag.get(((lag.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
-        println!("| paced {rate} events/s: acked / reached the sink | {sent} / {} |", lag.len());
-        println!(
-            "| paced {rate} events/s: 202 → sink p50 / p99 / max | {:.1} ms / {:.1} ms / {:.1} ms |",
-            pct(0.5).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3,
-            pct(1.0).as_secs_f64() * 1e3
+    /// Resident and peak resident memory, in MiB.
+    fn rss(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.id())).unwrap();
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.proc),
+            rustix::process::Signal::TERM,
         );
-    });
+        let _ = self.proc.wait();
+    }
+}
+
+type Times = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Notes when each event was acknowledged, by its id.
+fn note_acks(acks: &Times) -> Arc<dyn Fn(Bytes) + Send + Sync> {
+    let a = acks.clone();
+    Arc::new(move |b: Bytes| {
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+        if let Some(id) = v["id"].as_str() {
+            a.lock().unwrap().insert(id.to_string(), Instant::now());
+        }
+    })
+}
+
+/// Waits until every acknowledged event's forward has arrived (or `limit`).
+async fn drained(acks: &Times, arrivals: &Times, limit: Duration) {
+    let until = Instant::now() + limit;
+    loop {
+        let done = {
+            let (acks, arrivals) = (acks.lock().unwrap(), arrivals.lock().unwrap());
+            acks.keys().all(|id| arrivals.contains_key(id))
+        };
+        if done || Instant::now() > until {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// 202 → sink latencies of the acknowledged events that arrived, sorted.
+fn lags(acks: &Times, arrivals: &Times) -> Vec<Duration> {
+    let (acks, arrivals) = (acks.lock().unwrap(), arrivals.lock().unwrap());
+    let mut lag: Vec<Duration> = acks
+        .iter()
+        .filter_map(|(id, t)| arrivals.get(id).map(|a| a.saturating_duration_since(*t)))
+        .collect();
+    lag.sort();
+    lag
+}
+
+fn pct(lag: &[Duration], p: f64) -> f64 {
+    lag.get(((lag.len() as f64 - 1.0) * p) as usize)
+        .copied()
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1e3
+}
+
+/// End to end through one plugin: saturated for SECONDS (then until every
+/// forward has arrived), then paced at half of what it sustained.
+async fn end_to_end(name: &str, dir: &std::path::Path, plugin: &[u8], key: &str, ingress_rps: f64) {
+    let arrivals: Times = Arc::default();
+    let sink = sink(arrivals.clone()).await;
+    let router = Child::start(dir, plugin, key, sink).await;
+
+    let acks: Times = Arc::default();
+    let started = Instant::now();
+    let sent = load(
+        router.addr,
+        "/webhooks/optum",
+        64,
+        SECONDS,
+        body(),
+        Some(note_acks(&acks)),
+    )
+    .await;
+    drained(&acks, &arrivals, Duration::from_secs(180)).await;
+    let total = started.elapsed().as_secs_f64();
+    let acked = acks.lock().unwrap().len();
+    let arrived = lags(&acks, &arrivals).len();
+    let e2e = arrived as f64 / total;
+    println!(
+        "\n## End to end through the {name} (release binary; 64 conns for {SECONDS} s, then until every forward arrived)\n"
+    );
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    println!(
+        "| events acked (202) | {acked} ({:.0}/s while sending, {} errors) |",
+        sent.rps(),
+        sent.errors
+    );
+    println!("| forwards that reached the sink | {arrived} |");
+    println!("| end-to-end events/s (arrived / time until the last forward) | {e2e:.0} |");
+    println!("| ingress-only events/s, same run (64 conns, in process) | {ingress_rps:.0} |");
+    println!(
+        "| **end to end / ingest-only** | **{:.2}** |",
+        e2e / ingress_rps
+    );
+
+    // Below saturation: half of what it sustained.
+    let rate = ((e2e / 2.0) as usize).max(50);
+    let acks: Times = Arc::default();
+    let sent = paced(router.addr, 16, rate, SECONDS, note_acks(&acks)).await;
+    drained(&acks, &arrivals, Duration::from_secs(30)).await;
+    let lag = lags(&acks, &arrivals);
+    println!(
+        "| paced {rate} events/s (50%): acked / reached the sink | {sent} / {} |",
+        lag.len()
+    );
+    println!(
+        "| paced {rate} events/s: 202 → sink p50 / p99 / max | {:.1} ms / {:.1} ms / {:.1} ms |",
+        pct(&lag, 0.5),
+        pct(&lag, 0.99),
+        pct(&lag, 1.0)
+    );
+}
+
+/// Resident memory of the release binary: idle, then after 250,000 events
+/// through the trivial component to the sink (once every forward arrived).
+async fn resident(dir: &std::path::Path, plugin: &[u8]) {
+    const EVENTS: usize = 250_000;
+    let arrivals: Times = Arc::default();
+    let sink = sink(arrivals.clone()).await;
+    let router = Child::start(dir, plugin, "forward_url", sink).await;
+    let (idle, _) = router.rss();
+    let acks: Times = Arc::default();
+    let started = Instant::now();
+    while acks.lock().unwrap().len() < EVENTS && started.elapsed() < Duration::from_secs(300) {
+        load(
+            router.addr,
+            "/webhooks/optum",
+            64,
+            2,
+            body(),
+            Some(note_acks(&acks)),
+        )
+        .await;
+    }
+    drained(&acks, &arrivals, Duration::from_secs(300)).await;
+    let acked = acks.lock().unwrap().len();
+    let arrived = lags(&acks, &arrivals).len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (after, peak) = router.rss();
+    println!("\n## Resident memory (release binary, trivial component forwarding to a sink)\n");
+    println!("| measure | MiB |");
+    println!("| --- | ---: |");
+    println!("| idle, after start | {idle:.1} |");
+    println!("| after {acked} events ({arrived} forwarded), drained | {after:.1} |");
+    println!("| peak while loaded (VmHWM) | {peak:.1} |");
 }

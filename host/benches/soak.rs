@@ -30,10 +30,18 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn store_bytes(dir: &Path) -> u64 {
-    ["bench.db", "bench.db-wal", "bench.db-shm"]
-        .iter()
-        .map(|f| std::fs::metadata(dir.join("data").join(f)).map_or(0, |m| m.len()))
-        .sum()
+    // The store and its search index (a file of its own, pruned with it).
+    [
+        "bench.db",
+        "bench.db-wal",
+        "bench.db-shm",
+        "bench.db-search",
+        "bench.db-search-wal",
+        "bench.db-search-shm",
+    ]
+    .iter()
+    .map(|f| std::fs::metadata(dir.join("data").join(f)).map_or(0, |m| m.len()))
+    .sum()
 }
 
 fn pct(l: &mut [Duration], p: f64) -> f64 {
