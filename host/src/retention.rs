@@ -2,8 +2,9 @@
 //! past `dedupe_horizon`, in small batches, off the ack path.
 //!
 //! Owns: when pruning runs (every `retention / 4`, between once a second and
-//! once a minute) and how long one round goes on (until a batch comes back
-//! short, so a backlog of prunable events drains without starving ingest).
+//! once a minute), how long one round goes on (until a batch comes back
+//! short), and its pace (small batches, each followed by a pause as long as
+//! it took), so a backlog of prunable events drains without starving ingest.
 //! Never: decides what may be deleted (the store does: nothing pending or dead,
 //! no tree with unfinished descendants), or blocks on a failing store: it waits
 //! for the next round.
@@ -16,8 +17,10 @@ use crate::live::Shared;
 use crate::metrics::METRICS;
 use crate::store::{Retention, SharedStore};
 
-/// Events per prune transaction.
-pub const BATCH: usize = 500;
+/// Events per prune command. Small: the writer runs a prune in the same
+/// group commit as the ingests queued beside it, so a batch's time is added to
+/// their `202`.
+pub const BATCH: usize = 100;
 
 /// Runs until `stop` turns true.
 pub(crate) async fn run(store: SharedStore, live: Shared, mut stop: watch::Receiver<bool>) {
@@ -33,6 +36,7 @@ pub(crate) async fn run(store: SharedStore, live: Shared, mut stop: watch::Recei
             batch: BATCH,
         };
         loop {
+            let started = tokio::time::Instant::now();
             match store.prune(policy).await {
                 Ok(p) => {
                     METRICS.pruned.inc_by((p.events + p.dedupe) as u64);
@@ -48,8 +52,9 @@ pub(crate) async fn run(store: SharedStore, live: Shared, mut stop: watch::Recei
                     break;
                 }
             }
-            // Let queued ingests in between two batches.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Let queued ingests in between two batches: pruning takes at most
+            // about half of the writer's time (a batch's time, then as long again).
+            tokio::time::sleep(started.elapsed().max(Duration::from_millis(5))).await;
             if *stop.borrow() {
                 return;
             }

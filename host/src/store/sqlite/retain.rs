@@ -47,16 +47,19 @@ fn tree_open(tx: &Connection, root: &str) -> rusqlite::Result<bool> {
     .query_row([root], |r| r.get(0))
 }
 
+/// The oldest finished roots. The partial index events_prunable holds exactly
+/// them; it is named because without statistics the planner prefers
+/// events_status and sorts every finished event (0.86 s a batch on a 400 MB
+/// store, against 2.5 ms), which stalled ingest behind each prune.
+pub(super) const PRUNABLE_ROOTS: &str = "SELECT id FROM events INDEXED BY events_prunable
+     WHERE root_id = id AND status IN ('done', 'unrouted') AND received_at < ?1
+     ORDER BY received_at LIMIT ?2";
+
 /// Deletes up to `batch` finished trees whose root arrived before `cutoff`
 /// (unix ms); returns how many events went.
 pub(super) fn prune_events(tx: &Connection, cutoff: i64, batch: usize) -> rusqlite::Result<usize> {
-    // The partial index events_prunable holds exactly the finished roots.
     let roots: Vec<String> = tx
-        .prepare_cached(
-            "SELECT id FROM events
-             WHERE root_id = id AND status IN ('done', 'unrouted') AND received_at < ?1
-             ORDER BY received_at LIMIT ?2",
-        )?
+        .prepare_cached(PRUNABLE_ROOTS)?
         .query_map(params![cutoff, batch as i64], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut n = 0;

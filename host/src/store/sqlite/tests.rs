@@ -298,3 +298,26 @@ async fn migrating_to_v3_indexes_the_events_already_stored() {
         assert_eq!(found.len(), 1, "{q}");
     }
 }
+
+#[tokio::test]
+async fn pruning_reads_the_partial_index_not_every_finished_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let _store = SqliteStore::open(&path, 1000).unwrap();
+    let conn = schema::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::retain::PRUNABLE_ROOTS
+        ))
+        .unwrap()
+        .query_map(rusqlite::params![0, 100], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let plan = plan.join("; ");
+    assert!(
+        plan.contains("events_prunable") && !plan.contains("TEMP B-TREE"),
+        "{plan}"
+    );
+}
