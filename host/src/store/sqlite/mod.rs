@@ -100,10 +100,19 @@ impl SqliteStore {
         // the readers' (which serve listings of the whole store) keeps the
         // router's resident memory down; older pages come from the OS's cache.
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
-        conn.execute_batch(
-            "UPDATE deliveries SET lease_until = 0, lease_token = 0, lease_owner = NULL WHERE lease_until != 0;
-             UPDATE outbox SET lease_until = 0, lease_token = 0, lease_owner = NULL WHERE lease_until != 0;",
-        )?;
+        // One process per store: leases left by an earlier one are void, and
+        // what they held is due now (see `ops::claim_deliveries` for due_at).
+        let now = crate::event::unix_ms(std::time::SystemTime::now());
+        for table in ["deliveries", "outbox"] {
+            conn.execute(
+                &format!(
+                    "UPDATE {table} SET lease_until = 0, lease_token = 0, lease_owner = NULL,
+                                        due_at = min(due_at, ?1)
+                     WHERE lease_until != 0"
+                ),
+                [now],
+            )?;
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let state = Arc::new(WriterState {
             queued: AtomicUsize::new(0),

@@ -98,7 +98,7 @@ pub(super) fn ingest(
     let mut stmt = tx.prepare_cached(
         "INSERT INTO deliveries (event_id, plugin, state, due_at, updated_at, lease_until,
                                  lease_token, lease_owner)
-         VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, 'pending', max(?3, ?4), ?3, ?4, ?5, ?6)",
     )?;
     let mut leased = Vec::new();
     for p in &new.plugins {
@@ -150,9 +150,12 @@ pub(super) fn claim_deliveries(
     let token = LeaseToken::new();
     // One index range scan per plugin (deliveries_due), bounded by its share:
     // the cost does not grow with the backlog, and the deliveries of plugins
-    // not named are never looked at.
+    // not named are never looked at. A lease moves `due_at` to its end (here,
+    // and when work is stored leased): leased work sits behind what is due, so
+    // the scan never walks over work in flight (thousands of rows when outcomes
+    // queue for the writer), and an expired lease is due again by itself.
     let mut stmt = tx.prepare_cached(
-        "UPDATE deliveries SET lease_until = ?1, lease_token = ?5, lease_owner = ?6
+        "UPDATE deliveries SET lease_until = ?1, due_at = ?1, lease_token = ?5, lease_owner = ?6
          WHERE id IN (SELECT id FROM deliveries
                       WHERE plugin = ?3 AND state = 'pending' AND due_at <= ?2 AND lease_until <= ?2
                       ORDER BY due_at LIMIT ?4)
@@ -494,7 +497,7 @@ fn insert_forwards(
     let mut stmt = tx.prepare_cached(
         "INSERT INTO outbox (delivery_id, event_id, plugin, url, headers, body, state, due_at,
                              updated_at, last_error, lease_until, lease_token, lease_owner)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, max(?8, ?10), ?8, ?9, ?10, ?11, ?12)",
     )?;
     let (mut open, mut dead) = (0, 0);
     for f in forwards {
@@ -551,7 +554,7 @@ pub(super) fn claim_forwards(
     let until = now + lease.as_millis() as i64;
     let token = LeaseToken::new();
     let mut stmt = tx.prepare_cached(
-        "UPDATE outbox SET lease_until = ?1, lease_token = ?4, lease_owner = ?5
+        "UPDATE outbox SET lease_until = ?1, due_at = ?1, lease_token = ?4, lease_owner = ?5
          WHERE id IN (SELECT id FROM outbox
                       WHERE state = 'pending' AND due_at <= ?2 AND lease_until <= ?2
                       ORDER BY due_at, id LIMIT ?3)
@@ -585,10 +588,11 @@ pub(super) fn finish_forward(
     if let ForwardOutcome::Release = outcome {
         let n = tx
             .prepare_cached(
-                "UPDATE outbox SET lease_until = 0, lease_token = 0, lease_owner = NULL
+                "UPDATE outbox SET lease_until = 0, lease_token = 0, lease_owner = NULL,
+                                   due_at = min(due_at, ?3)
                  WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'",
             )?
-            .execute(params![id.0, token.0])?;
+            .execute(params![id.0, token.0, now])?;
         return Ok(if n > 0 {
             Finished::Recorded
         } else {
@@ -699,18 +703,20 @@ pub(super) fn replay_one(tx: &Connection, id: DeadId, now: i64) -> rusqlite::Res
 }
 
 /// Gives back the leases `owner` holds; returns how many.
-pub(super) fn release_leases(tx: &Connection, owner: &str) -> rusqlite::Result<usize> {
+pub(super) fn release_leases(tx: &Connection, owner: &str, now: i64) -> rusqlite::Result<usize> {
     let d = tx
         .prepare_cached(
-            "UPDATE deliveries SET lease_until = 0, lease_token = 0, lease_owner = NULL
+            "UPDATE deliveries SET lease_until = 0, lease_token = 0, lease_owner = NULL,
+                                   due_at = min(due_at, ?2)
              WHERE lease_owner = ?1 AND state = 'pending'",
         )?
-        .execute([owner])?;
+        .execute(params![owner, now])?;
     let o = tx
         .prepare_cached(
-            "UPDATE outbox SET lease_until = 0, lease_token = 0, lease_owner = NULL
+            "UPDATE outbox SET lease_until = 0, lease_token = 0, lease_owner = NULL,
+                               due_at = min(due_at, ?2)
              WHERE lease_owner = ?1 AND state = 'pending'",
         )?
-        .execute([owner])?;
+        .execute(params![owner, now])?;
     Ok(d + o)
 }

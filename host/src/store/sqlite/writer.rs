@@ -307,7 +307,7 @@ fn apply(
             Answer::Count(n)
         }
         Command::ReleaseLeases(_) => {
-            let n = ops::release_leases(tx, owner)?;
+            let n = ops::release_leases(tx, owner, now)?;
             wake.deliveries |= n > 0;
             wake.forwards |= n > 0;
             Answer::Count(n)
