@@ -18,7 +18,9 @@
 //!    rate.
 //! 3. Resident memory of the release binary: idle, and after 250,000 events.
 //!
-//! `BENCH_INGRESS_ONLY=1` runs part 1 alone; `BENCH_RSS_ONLY=1` part 3 alone.
+//! `BENCH_INGRESS_ONLY=1` runs part 1 alone; `BENCH_E2E_ONLY=1` part 2 alone
+//! (without the ratio); `BENCH_RSS_ONLY=1` part 3 alone. `BENCH_BIN=PATH` runs
+//! parts 2 and 3 on another build of the binary (to compare two versions).
 //!
 //! Timing never decides anything here; it prints figures.
 
@@ -41,6 +43,7 @@ fn main() {
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
         let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures");
+        let e2e_only = std::env::var_os("BENCH_E2E_ONLY").is_some();
         if std::env::var_os("BENCH_RSS_ONLY").is_some() {
             let bytes = std::fs::read(fixtures.join("relay.wasm")).unwrap();
             resident(&tmp.path().join("rss"), &bytes).await;
@@ -62,6 +65,13 @@ id_from = "header:x-no-dedupe"   # every request is a new event (the body is reu
 events = ["payment_*"]
 plugins = ["absent"]             # deliveries are stored and wait: ingress cost only
 "#;
+        if e2e_only {
+            for (name, file, key) in PLUGINS {
+                let bytes = std::fs::read(fixtures.join(file)).unwrap();
+                end_to_end(name, &tmp.path().join(file), &bytes, key, None).await;
+            }
+            return;
+        }
         let routed = router(tmp.path(), ingress_cfg).await;
         let probe = append_server(tmp.path().join("append.log")).await;
 
@@ -92,28 +102,37 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
         if std::env::var_os("BENCH_INGRESS_ONLY").is_some() {
             return;
         }
-        let plugins = [
-            (
-                "trivial component (relay.wasm)",
-                "relay.wasm",
-                "forward_url",
-            ),
-            (
-                "C command module (cmd_relay.wasm)",
-                "cmd_relay.wasm",
-                "FORWARD_URL",
-            ),
-        ];
-        for (name, file, key) in plugins {
+        for (name, file, key) in PLUGINS {
             let Ok(bytes) = std::fs::read(fixtures.join(file)) else {
                 panic!("run scripts/build-plugins.sh first to build target/fixtures/{file}");
             };
             let dir = tmp.path().join(file);
-            end_to_end(name, &dir, &bytes, key, ingress_rps).await;
+            end_to_end(name, &dir, &bytes, key, Some(ingress_rps)).await;
         }
         let bytes = std::fs::read(fixtures.join("relay.wasm")).unwrap();
         resident(&tmp.path().join("rss"), &bytes).await;
     });
+}
+
+/// The plugins end to end: a name, the fixture, its config key for the URL.
+const PLUGINS: [(&str, &str, &str); 2] = [
+    (
+        "trivial component (relay.wasm)",
+        "relay.wasm",
+        "forward_url",
+    ),
+    (
+        "C command module (cmd_relay.wasm)",
+        "cmd_relay.wasm",
+        "FORWARD_URL",
+    ),
+];
+
+/// The binary under test: this build's, or `BENCH_BIN` (another build, to
+/// compare two versions with the same load).
+fn binary() -> std::path::PathBuf {
+    std::env::var_os("BENCH_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_hookrouter").into(), Into::into)
 }
 
 /// The release binary as a child process: a black box, as a user runs it.
@@ -156,7 +175,7 @@ allow_forward = ["{sink}"]
         );
         std::fs::write(dir.join("router.toml"), config).unwrap();
         let log = std::fs::File::create(dir.join("router.log")).unwrap();
-        let proc = std::process::Command::new(env!("CARGO_BIN_EXE_hookrouter"))
+        let proc = std::process::Command::new(binary())
             .args(["serve", "--config", "router.toml"])
             .current_dir(dir)
             .env("OPTUM_WEBHOOK_SECRET", SECRET)
@@ -178,6 +197,32 @@ allow_forward = ["{sink}"]
         // The plugin is compiled (or loaded from the cache) at start.
         tokio::time::sleep(Duration::from_secs(1)).await;
         child
+    }
+
+    /// CPU time (user + system) of each of the router's threads, summed by
+    /// thread name: the tokio runtime (HTTP, dispatch, outbox, and plugin runs
+    /// on its blocking threads), the store's writer and indexer, and the rest.
+    fn cpu_by_thread(&self) -> HashMap<String, Duration> {
+        let tick = 100.0; // USER_HZ
+        let mut out = HashMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.proc.id())) else {
+            return out;
+        };
+        for t in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ... utime stime: fields 14 and 15.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = stat[open + 1..close].to_string();
+            let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            let ticks: f64 =
+                f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0);
+            *out.entry(comm).or_default() += Duration::from_secs_f64(ticks / tick);
+        }
+        out
     }
 
     /// Resident and peak resident memory, in MiB.
@@ -220,12 +265,20 @@ fn note_acks(acks: &Times) -> Arc<dyn Fn(Bytes) + Send + Sync> {
 /// Waits until every acknowledged event's forward has arrived (or `limit`).
 async fn drained(acks: &Times, arrivals: &Times, limit: Duration) {
     let until = Instant::now() + limit;
+    let (mut seen, mut progress) = (0, Instant::now());
     loop {
-        let done = {
+        let (done, arrived) = {
             let (acks, arrivals) = (acks.lock().unwrap(), arrivals.lock().unwrap());
-            acks.keys().all(|id| arrivals.contains_key(id))
+            (
+                acks.keys().all(|id| arrivals.contains_key(id)),
+                arrivals.len(),
+            )
         };
-        if done || Instant::now() > until {
+        if arrived > seen {
+            (seen, progress) = (arrived, Instant::now());
+        }
+        // Done, out of time, or nothing has arrived for 15 s.
+        if done || Instant::now() > until || progress.elapsed() > Duration::from_secs(15) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -253,12 +306,19 @@ fn pct(lag: &[Duration], p: f64) -> f64 {
 
 /// End to end through one plugin: saturated for SECONDS (then until every
 /// forward has arrived), then paced at half of what it sustained.
-async fn end_to_end(name: &str, dir: &std::path::Path, plugin: &[u8], key: &str, ingress_rps: f64) {
+async fn end_to_end(
+    name: &str,
+    dir: &std::path::Path,
+    plugin: &[u8],
+    key: &str,
+    ingress_rps: Option<f64>,
+) {
     let arrivals: Times = Arc::default();
     let sink = sink(arrivals.clone()).await;
     let router = Child::start(dir, plugin, key, sink).await;
 
     let acks: Times = Arc::default();
+    let cpu_before = router.cpu_by_thread();
     let started = Instant::now();
     let sent = load(
         router.addr,
@@ -271,6 +331,7 @@ async fn end_to_end(name: &str, dir: &std::path::Path, plugin: &[u8], key: &str,
     .await;
     drained(&acks, &arrivals, Duration::from_secs(180)).await;
     let total = started.elapsed().as_secs_f64();
+    let cpu_after = router.cpu_by_thread();
     let acked = acks.lock().unwrap().len();
     let arrived = lags(&acks, &arrivals).len();
     let e2e = arrived as f64 / total;
@@ -286,10 +347,34 @@ async fn end_to_end(name: &str, dir: &std::path::Path, plugin: &[u8], key: &str,
     );
     println!("| forwards that reached the sink | {arrived} |");
     println!("| end-to-end events/s (arrived / time until the last forward) | {e2e:.0} |");
-    println!("| ingress-only events/s, same run (64 conns, in process) | {ingress_rps:.0} |");
+    if let Some(ingress_rps) = ingress_rps {
+        println!("| ingress-only events/s, same run (64 conns, in process) | {ingress_rps:.0} |");
+        println!(
+            "| **end to end / ingest-only** | **{:.2}** |",
+            e2e / ingress_rps
+        );
+    }
+    // The router's CPU over the whole run (every event in, run, forwarded).
+    let mut by_thread: Vec<(String, f64)> = cpu_after
+        .iter()
+        .map(|(comm, t)| {
+            let before = cpu_before.get(comm).copied().unwrap_or_default();
+            (
+                comm.clone(),
+                t.saturating_sub(before).as_secs_f64() * 1e6 / arrived.max(1) as f64,
+            )
+        })
+        .filter(|(_, us)| *us >= 0.5)
+        .collect();
+    by_thread.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total_us: f64 = by_thread.iter().map(|(_, us)| us).sum();
+    let split: Vec<String> = by_thread
+        .iter()
+        .map(|(c, us)| format!("{c} {us:.0}"))
+        .collect();
     println!(
-        "| **end to end / ingest-only** | **{:.2}** |",
-        e2e / ingress_rps
+        "| router CPU per event, µs (user + system, by thread) | {total_us:.0} ({}) |",
+        split.join(", ")
     );
 
     // Below saturation: half of what it sustained.
