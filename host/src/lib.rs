@@ -184,6 +184,7 @@ pub async fn run_with_ready(
         store: store.clone(),
         budget,
         handoff,
+        registry: registry.clone(),
     };
     let admin = admin::Admin {
         live: live.clone(),

@@ -38,6 +38,8 @@ pub(crate) struct Ingress {
     pub budget: Arc<Budget>,
     /// Where the deliveries of a stored event go, when there is room (see `handoff`).
     pub handoff: Arc<crate::handoff::Handoff>,
+    /// Which plugins are loaded: only their deliveries are handed over.
+    pub registry: Arc<crate::plugins::PluginRegistry>,
 }
 
 impl Ingress {
@@ -99,7 +101,17 @@ impl Ingress {
         let new = NewEvent { event, plugins };
         // With room in the hand-off, the deliveries are stored leased to this
         // router and go straight to the dispatcher: no claim, no re-read.
-        let answer = match self.handoff.deliveries.reserve(new.plugins.len()) {
+        // A plugin that is not loaded (removed, or not yet compiled) would give
+        // its delivery straight back: such an event is stored to be claimed.
+        let loaded = {
+            let set = self.registry.snapshot();
+            new.plugins.iter().all(|p| set.get(p).is_some())
+        };
+        let slots = match loaded {
+            true => self.handoff.deliveries.reserve(new.plugins.len()),
+            false => None,
+        };
+        let answer = match slots {
             None => self.store.ingest(new).await,
             Some(slots) => {
                 let lease = crate::dispatch::lease(&live.config);
