@@ -20,7 +20,8 @@
 //!
 //! `BENCH_INGRESS_ONLY=1` runs part 1 alone; `BENCH_E2E_ONLY=1` part 2 alone
 //! (without the ratio); `BENCH_RSS_ONLY=1` part 3 alone. `BENCH_BIN=PATH` runs
-//! parts 2 and 3 on another build of the binary (to compare two versions).
+//! parts 2 and 3 on another build of the binary (to compare two versions);
+//! `BENCH_PLUGIN=relay.wasm` limits part 2 to one plugin.
 //!
 //! Timing never decides anything here; it prints figures.
 
@@ -66,7 +67,13 @@ events = ["payment_*"]
 plugins = ["absent"]             # deliveries are stored and wait: ingress cost only
 "#;
         if e2e_only {
+            // BENCH_PLUGIN=FILE: only that plugin (a build whose command ABI
+            // differs cannot run cmd_relay.wasm).
+            let only = std::env::var("BENCH_PLUGIN").ok();
             for (name, file, key) in PLUGINS {
+                if only.as_deref().is_some_and(|o| o != file) {
+                    continue;
+                }
                 let bytes = std::fs::read(fixtures.join(file)).unwrap();
                 end_to_end(name, &tmp.path().join(file), &bytes, key, None).await;
             }
