@@ -357,26 +357,17 @@ async fn record(
         _ => 0,
     };
     let slots = handoff.forwards.reserve(sendable);
-    let recorded = match slots {
-        Some(_) => {
-            store
-                .finish_delivery_leased(id, token, outcome, forward_lease)
-                .await
-        }
-        None => store
-            .finish_delivery(id, token, outcome)
-            .await
-            .map(|f| (f, Vec::new())),
-    };
-    match recorded {
+    let lease = slots.as_ref().map(|_| forward_lease);
+    match store
+        .finish_delivery_leased(id, token, outcome, lease)
+        .await
+    {
         Ok((Finished::Recorded, handed)) => {
-            if !handed.is_empty() {
-                let keyed = handed
-                    .into_iter()
-                    .map(|f| (crate::outbox::target_key(&f.url), f))
-                    .collect();
-                handoff.forwards.send(keyed, slots);
-            }
+            let keyed = handed
+                .into_iter()
+                .map(|f| (crate::outbox::target_key(&f.url), f))
+                .collect();
+            handoff.forwards.send(keyed, slots);
         }
         Ok((Finished::Stale, _)) => {
             tracing::warn!("delivery outcome not recorded: its lease had passed to another attempt")

@@ -93,21 +93,7 @@ fn stored(e: &Event, deliveries: usize, parent_id: Option<EventId>) -> Message {
 
 #[async_trait]
 impl Ingest for Observed {
-    async fn ingest(&self, new: NewEvent) -> Result<Ingested, StoreError> {
-        self.ingest_maybe_leased(new, None).await.map(|(i, _)| i)
-    }
-
     async fn ingest_leased(
-        &self,
-        new: NewEvent,
-        lease: Duration,
-    ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError> {
-        self.ingest_maybe_leased(new, Some(lease)).await
-    }
-}
-
-impl Observed {
-    async fn ingest_maybe_leased(
         &self,
         new: NewEvent,
         lease: Option<Duration>,
@@ -115,10 +101,7 @@ impl Observed {
         // Only what a message needs is kept, and only when someone listens.
         let listening = self.activity.tx.receiver_count() > 0;
         let seen = listening.then(|| head(&new.event));
-        let answer = match lease {
-            None => self.inner.ingest(new).await.map(|i| (i, Vec::new())),
-            Some(lease) => self.inner.ingest_leased(new, lease).await,
-        };
+        let answer = self.inner.ingest_leased(new, lease).await;
         if let Ok((_, handed)) = &answer {
             self.hold_deliveries(handed);
         }
@@ -134,7 +117,9 @@ impl Observed {
         }
         answer
     }
+}
 
+impl Observed {
     /// Notes claimed (or handed-off) deliveries, to report their outcomes.
     fn hold_deliveries(&self, claimed: &[ClaimedDelivery]) {
         let mut leases = self.leases();
@@ -239,26 +224,72 @@ impl WorkQueue for Observed {
         Ok(claimed)
     }
 
-    async fn finish_delivery(
-        &self,
-        id: DeliveryId,
-        token: LeaseToken,
-        outcome: DeliveryOutcome,
-    ) -> Result<Finished, StoreError> {
-        self.finish_maybe_leased(id, token, outcome, None)
-            .await
-            .map(|(f, _)| f)
-    }
-
     async fn finish_delivery_leased(
         &self,
         id: DeliveryId,
         token: LeaseToken,
         outcome: DeliveryOutcome,
-        lease: Duration,
+        lease: Option<Duration>,
     ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
-        self.finish_maybe_leased(id, token, outcome, Some(lease))
-            .await
+        let report = Report::of(&outcome);
+        let held = {
+            let mut leases = self.leases();
+            match leases.deliveries.get(&id) {
+                Some(h) if h.token == token => leases.deliveries.remove(&id),
+                _ => None,
+            }
+        };
+        let answer = self
+            .inner
+            .finish_delivery_leased(id, token, outcome, lease)
+            .await;
+        if let Ok((_, handed)) = &answer {
+            self.hold_forwards(handed);
+        }
+        let (Some(held), Ok((finished, _))) = (held, &answer) else {
+            return answer;
+        };
+        let a = &self.activity;
+        let (outcome, state, error, took) = match (report, finished) {
+            (_, Finished::Stale) | (Report::Release, _) => return answer,
+            (Report::Done { took, .. }, Finished::EmitBudget { .. }) => {
+                a.series.attempt(Attempt::DeliveryFailed { dead: true });
+                ("emit_budget".to_string(), "dead", None, took)
+            }
+            (Report::Done { took, emitted }, Finished::Recorded) => {
+                a.series.attempt(Attempt::DeliveryOk);
+                a.series.event(emitted.len() as u64);
+                for (e, deliveries) in &emitted {
+                    a.publish(|| stored(e, *deliveries, Some(held.event_id)));
+                }
+                ("ok".to_string(), "done", None, took)
+            }
+            (
+                Report::Failed {
+                    took,
+                    kind,
+                    error,
+                    dead,
+                },
+                _,
+            ) => {
+                a.series.attempt(Attempt::DeliveryFailed { dead });
+                let state = if dead { "dead" } else { "pending" };
+                (kind.to_string(), state, Some(error), took)
+            }
+        };
+        a.record_duration(&held.plugin, took);
+        a.publish(|| Message::Delivery {
+            event_id: held.event_id,
+            id,
+            plugin: held.plugin.clone(),
+            attempt: held.attempt,
+            outcome,
+            state,
+            error,
+            duration_ms: ms(took),
+        });
+        answer
     }
 
     async fn claim_forwards(
@@ -338,84 +369,6 @@ impl WorkQueue for Observed {
         leases.deliveries.clear();
         leases.forwards.clear();
         n
-    }
-}
-
-impl Observed {
-    async fn finish_maybe_leased(
-        &self,
-        id: DeliveryId,
-        token: LeaseToken,
-        outcome: DeliveryOutcome,
-        lease: Option<Duration>,
-    ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
-        let report = Report::of(&outcome);
-        let held = {
-            let mut leases = self.leases();
-            match leases.deliveries.get(&id) {
-                Some(h) if h.token == token => leases.deliveries.remove(&id),
-                _ => None,
-            }
-        };
-        let answer = match lease {
-            None => self
-                .inner
-                .finish_delivery(id, token, outcome)
-                .await
-                .map(|f| (f, Vec::new())),
-            Some(lease) => {
-                self.inner
-                    .finish_delivery_leased(id, token, outcome, lease)
-                    .await
-            }
-        };
-        if let Ok((_, handed)) = &answer {
-            self.hold_forwards(handed);
-        }
-        let (Some(held), Ok((finished, _))) = (held, &answer) else {
-            return answer;
-        };
-        let a = &self.activity;
-        let (outcome, state, error, took) = match (report, finished) {
-            (_, Finished::Stale) | (Report::Release, _) => return answer,
-            (Report::Done { took, .. }, Finished::EmitBudget { .. }) => {
-                a.series.attempt(Attempt::DeliveryFailed { dead: true });
-                ("emit_budget".to_string(), "dead", None, took)
-            }
-            (Report::Done { took, emitted }, Finished::Recorded) => {
-                a.series.attempt(Attempt::DeliveryOk);
-                a.series.event(emitted.len() as u64);
-                for (e, deliveries) in &emitted {
-                    a.publish(|| stored(e, *deliveries, Some(held.event_id)));
-                }
-                ("ok".to_string(), "done", None, took)
-            }
-            (
-                Report::Failed {
-                    took,
-                    kind,
-                    error,
-                    dead,
-                },
-                _,
-            ) => {
-                a.series.attempt(Attempt::DeliveryFailed { dead });
-                let state = if dead { "dead" } else { "pending" };
-                (kind.to_string(), state, Some(error), took)
-            }
-        };
-        a.record_duration(&held.plugin, took);
-        a.publish(|| Message::Delivery {
-            event_id: held.event_id,
-            id,
-            plugin: held.plugin.clone(),
-            attempt: held.attempt,
-            outcome,
-            state,
-            error,
-            duration_ms: ms(took),
-        });
-        answer
     }
 }
 

@@ -107,24 +107,19 @@ impl Ingress {
             let set = self.registry.snapshot();
             new.plugins.iter().all(|p| set.get(p).is_some())
         };
-        let slots = match loaded {
-            true => self.handoff.deliveries.reserve(new.plugins.len()),
-            false => None,
-        };
-        let answer = match slots {
-            None => self.store.ingest(new).await,
-            Some(slots) => {
-                let lease = crate::dispatch::lease(&live.config);
-                self.store
-                    .ingest_leased(new, lease)
-                    .await
-                    .map(|(ingested, handed)| {
-                        let keyed = handed.into_iter().map(|d| (d.plugin.clone(), d)).collect();
-                        self.handoff.deliveries.send(keyed, Some(slots));
-                        ingested
-                    })
-            }
-        };
+        let slots = loaded
+            .then(|| self.handoff.deliveries.reserve(new.plugins.len()))
+            .flatten();
+        let lease = slots.as_ref().map(|_| crate::dispatch::lease(&live.config));
+        let answer = self
+            .store
+            .ingest_leased(new, lease)
+            .await
+            .map(|(ingested, handed)| {
+                let keyed = handed.into_iter().map(|d| (d.plugin.clone(), d)).collect();
+                self.handoff.deliveries.send(keyed, slots);
+                ingested
+            });
         let (status, body) = match answer {
             Ok(Ingested::Stored { id, deliveries }) => {
                 tracing::info!(event_id = %id, source = %source, event_type = %Escaped(&event_type), deliveries, "event stored");

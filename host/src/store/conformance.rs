@@ -378,7 +378,10 @@ pub(crate) async fn outcomes_need_the_current_lease(s: Subject) {
 pub(crate) async fn handed_off_work_is_leased_to_its_taker(s: Subject) {
     let store = s.store;
     let (ingested, handed) = store
-        .ingest_leased(new(event("s", None), &["a", "b"]), Duration::from_secs(60))
+        .ingest_leased(
+            new(event("s", None), &["a", "b"]),
+            Some(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     let Ingested::Stored { id, deliveries: 2 } = ingested else {
@@ -401,7 +404,7 @@ pub(crate) async fn handed_off_work_is_leased_to_its_taker(s: Subject) {
             first.id,
             first.token,
             done(vec![forward("http://a/1"), forward("http://a/2")], vec![]),
-            Duration::from_millis(200),
+            Some(Duration::from_millis(200)),
         )
         .await
         .unwrap();

@@ -40,20 +40,20 @@ use crate::event::Event;
 pub trait Ingest: Send + Sync {
     /// Stores the event with one pending delivery per plugin, or finds it a
     /// duplicate; answers once that is durable.
-    async fn ingest(&self, new: NewEvent) -> Result<Ingested, StoreError>;
+    async fn ingest(&self, new: NewEvent) -> Result<Ingested, StoreError> {
+        Ok(self.ingest_leased(new, None).await?.0)
+    }
 
-    /// Like [`Ingest::ingest`], storing the deliveries already leased to this
-    /// process for `lease` and answering them as claimed, so the first attempt
-    /// needs no claim and no re-read (the hand-off). A backend may hand off
-    /// nothing (the default): the deliveries are then claimed as usual.
+    /// [`Ingest::ingest`], with the hand-off: given a `lease`, the backend may
+    /// store the deliveries already leased to this process for that long and
+    /// answer them as claimed, so their first attempt needs no claim and no
+    /// re-read. A backend that hands off nothing answers none; they are then
+    /// claimed as usual.
     async fn ingest_leased(
         &self,
         new: NewEvent,
-        lease: Duration,
-    ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError> {
-        let _ = lease;
-        Ok((self.ingest(new).await?, Vec::new()))
-    }
+        lease: Option<Duration>,
+    ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError>;
 }
 
 /// Leasing work and recording its outcome.
@@ -71,21 +71,23 @@ pub trait WorkQueue: Send + Sync {
         id: DeliveryId,
         token: LeaseToken,
         outcome: DeliveryOutcome,
-    ) -> Result<Finished, StoreError>;
+    ) -> Result<Finished, StoreError> {
+        Ok(self
+            .finish_delivery_leased(id, token, outcome, None)
+            .await?
+            .0)
+    }
 
-    /// Like [`WorkQueue::finish_delivery`], storing the run's forwards already
-    /// leased to this process for `lease` and answering them as claimed. A
-    /// backend may hand off nothing (the default).
+    /// [`WorkQueue::finish_delivery`], with the hand-off: given a `lease`, the
+    /// backend may store the run's forwards already leased to this process and
+    /// answer them as claimed (or hand off none, as with ingest).
     async fn finish_delivery_leased(
         &self,
         id: DeliveryId,
         token: LeaseToken,
         outcome: DeliveryOutcome,
-        lease: Duration,
-    ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
-        let _ = lease;
-        Ok((self.finish_delivery(id, token, outcome).await?, Vec::new()))
-    }
+        lease: Option<Duration>,
+    ) -> Result<(Finished, Vec<ClaimedForward>), StoreError>;
 
     /// Leases up to `limit` due forwards.
     async fn claim_forwards(

@@ -259,12 +259,18 @@ macro_rules! answer {
 
 #[async_trait]
 impl Ingest for PgStore {
-    async fn ingest(&self, new: NewEvent) -> Result<Ingested, StoreError> {
+    /// Hands off nothing: the deliveries are claimed, by whichever replica.
+    async fn ingest_leased(
+        &self,
+        new: NewEvent,
+        _lease: Option<Duration>,
+    ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError> {
         let queued = self.backlog();
         if queued >= self.max_backlog {
             return Err(StoreError::Busy(queued));
         }
-        answer!(self.call(Op::Ingest(new)), Ingested)
+        let ingested = answer!(self.call(Op::Ingest(new)), Ingested)?;
+        Ok((ingested, Vec::new()))
     }
 }
 
@@ -277,13 +283,16 @@ impl WorkQueue for PgStore {
         answer!(self.call(Op::ClaimDeliveries(claim)), Deliveries)
     }
 
-    async fn finish_delivery(
+    /// Hands off nothing: the forwards are claimed, by whichever replica.
+    async fn finish_delivery_leased(
         &self,
         id: DeliveryId,
         token: LeaseToken,
         outcome: DeliveryOutcome,
-    ) -> Result<Finished, StoreError> {
-        answer!(self.call(Op::FinishDelivery(id, token, outcome)), Finished)
+        _lease: Option<Duration>,
+    ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
+        let finished = answer!(self.call(Op::FinishDelivery(id, token, outcome)), Finished)?;
+        Ok((finished, Vec::new()))
     }
 
     async fn claim_forwards(

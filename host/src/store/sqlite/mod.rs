@@ -267,26 +267,16 @@ fn free_disk(path: &Path) -> Option<u64> {
 
 #[async_trait]
 impl Ingest for SqliteStore {
-    async fn ingest(&self, new: NewEvent) -> Result<Ingested, StoreError> {
-        let queued = self.backlog();
-        if queued >= self.max_backlog {
-            return Err(StoreError::Busy(queued));
-        }
-        self.call(|r| Command::Ingest(new, None, r))
-            .await
-            .map(|(ingested, _)| ingested)
-    }
-
     async fn ingest_leased(
         &self,
         new: NewEvent,
-        lease: Duration,
+        lease: Option<Duration>,
     ) -> Result<(Ingested, Vec<ClaimedDelivery>), StoreError> {
         let queued = self.backlog();
         if queued >= self.max_backlog {
             return Err(StoreError::Busy(queued));
         }
-        self.call(|r| Command::Ingest(new, Some(lease), r)).await
+        self.call(|r| Command::Ingest(new, lease, r)).await
     }
 }
 
@@ -299,25 +289,14 @@ impl WorkQueue for SqliteStore {
         self.call(|r| Command::ClaimDeliveries(claim, r)).await
     }
 
-    async fn finish_delivery(
-        &self,
-        id: DeliveryId,
-        token: LeaseToken,
-        outcome: DeliveryOutcome,
-    ) -> Result<Finished, StoreError> {
-        self.call(|r| Command::FinishDelivery(id, token, outcome, None, r))
-            .await
-            .map(|(finished, _)| finished)
-    }
-
     async fn finish_delivery_leased(
         &self,
         id: DeliveryId,
         token: LeaseToken,
         outcome: DeliveryOutcome,
-        lease: Duration,
+        lease: Option<Duration>,
     ) -> Result<(Finished, Vec<ClaimedForward>), StoreError> {
-        self.call(|r| Command::FinishDelivery(id, token, outcome, Some(lease), r))
+        self.call(|r| Command::FinishDelivery(id, token, outcome, lease, r))
             .await
     }
 
