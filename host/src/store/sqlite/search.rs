@@ -65,6 +65,30 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens the index and reads its high-water mark. An index that cannot be
+/// read (a torn or foreign file) is deleted and built again from `events`: it
+/// holds nothing else, and must never keep the router from starting.
+fn open_or_rebuild(path: &Path) -> anyhow::Result<(Connection, i64)> {
+    let mark = |c: &Connection| c.query_row("SELECT seq FROM indexed", [], |r| r.get(0));
+    match open(path).and_then(|c| mark(&c).map(|m| (c, m))) {
+        Ok(opened) => Ok(opened),
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "the search index cannot be read; rebuilding it from the store");
+            for suffix in ["", "-wal", "-shm"] {
+                let mut f = path.as_os_str().to_os_string();
+                f.push(suffix);
+                match std::fs::remove_file(&f) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            let c = open(path)?;
+            let m = mark(&c)?;
+            Ok((c, m))
+        }
+    }
+}
+
 /// What the store and its indexer share.
 pub(super) struct Search {
     /// The highest `seq` every event up to which is in the index (or gone).
@@ -82,8 +106,7 @@ impl Search {
         writer: std::sync::mpsc::Sender<Command>,
         queue: Arc<WriterState>,
     ) -> anyhow::Result<Arc<Search>> {
-        let index = open(&search_path(store))?;
-        let start: i64 = index.query_row("SELECT seq FROM indexed", [], |r| r.get(0))?;
+        let (index, start) = open_or_rebuild(&search_path(store))?;
         let search = Arc::new(Search {
             indexed: watch::Sender::new(start),
             poke: Mutex::new(false),

@@ -321,3 +321,35 @@ async fn pruning_reads_the_partial_index_not_every_finished_event() {
         "{plan}"
     );
 }
+
+#[tokio::test]
+async fn a_broken_search_index_is_rebuilt_and_never_stops_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let new = |body: &str| NewEvent {
+        event: Event {
+            body: body.into(),
+            ..event("s", None)
+        },
+        plugins: vec![],
+    };
+    {
+        let store = SqliteStore::open(&path, 1000).unwrap();
+        store.ingest(new(r#"{"memo":"kestrel"}"#)).await.unwrap();
+    }
+    // Garbage where the index was (a torn copy, another program's file).
+    std::fs::write(
+        search::search_path(&path),
+        b"this is not an SQLite file at all",
+    )
+    .unwrap();
+    let store = SqliteStore::open(&path, 1000).expect("the store opens all the same");
+    store.ingest(new(r#"{"memo":"osprey"}"#)).await.unwrap();
+    for word in ["kestrel", "osprey"] {
+        assert_eq!(
+            indexed(&store, &path, word).await,
+            1,
+            "{word} is found again"
+        );
+    }
+}
