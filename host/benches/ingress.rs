@@ -15,11 +15,16 @@
 //!    box): events through a trivial component and through a C command
 //!    module, each forwarding to a bare hyper sink: events/s against the
 //!    ingress-only figure of part 1, then 202 → sink latency at half of that
-//!    rate.
+//!    rate. The same for the reference design end to end (also a child
+//!    process): the append+fdatasync reference, then a forward of each event
+//!    to the sink and its outcome appended with group commit; no plugin, no
+//!    checks, no index (`support::reference_pipeline`). Its figure against the
+//!    reference's ingest of part 1 is the machine's bound for the router's
+//!    end-to-end ratio.
 //! 3. Resident memory of the release binary: idle, and after 250,000 events.
 //!
 //! `BENCH_INGRESS_ONLY=1` runs part 1 alone; `BENCH_E2E_ONLY=1` part 2 alone
-//! (without the ratio); `BENCH_RSS_ONLY=1` part 3 alone. `BENCH_BIN=PATH` runs
+//! (without the ratios); `BENCH_RSS_ONLY=1` part 3 alone. `BENCH_BIN=PATH` runs
 //! parts 2 and 3 on another build of the binary (to compare two versions);
 //! `BENCH_PLUGIN=relay.wasm` limits part 2 to one plugin.
 //!
@@ -37,6 +42,9 @@ use bytes::Bytes;
 use support::*;
 
 fn main() {
+    if let Ok(sink) = std::env::var("BENCH_REFERENCE_SINK") {
+        return reference_child(sink.parse().unwrap());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,6 +85,9 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
                 let bytes = std::fs::read(fixtures.join(file)).unwrap();
                 end_to_end(name, &tmp.path().join(file), &bytes, key, None).await;
             }
+            if only.is_none() {
+                reference_end_to_end(&tmp.path().join("reference"), None).await;
+            }
             return;
         }
         let routed = router(tmp.path(), ingress_cfg).await;
@@ -89,7 +100,7 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
         println!(
             "| ---------------------------- | --------- | ------ | -------- | -------- | ------ |"
         );
-        let mut ingress_rps = 0.0;
+        let (mut ingress_rps, mut reference_rps) = (0.0, 0.0);
         for conns in [64, 256] {
             let b = load(bare, "/webhooks/optum", conns, SECONDS, body(), None).await;
             let r = load(routed, "/webhooks/optum", conns, SECONDS, body(), None).await;
@@ -103,6 +114,7 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
             );
             if conns == 64 {
                 ingress_rps = r.rps();
+                reference_rps = a.rps();
             }
         }
 
@@ -116,20 +128,35 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
             let dir = tmp.path().join(file);
             end_to_end(name, &dir, &bytes, key, Some(ingress_rps)).await;
         }
+        reference_end_to_end(&tmp.path().join("reference"), Some(reference_rps)).await;
         let bytes = std::fs::read(fixtures.join("relay.wasm")).unwrap();
         resident(&tmp.path().join("rss"), &bytes).await;
+    });
+}
+
+/// The reference pipeline's process: serves until it is killed.
+fn reference_child(sink: SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = std::path::PathBuf::from(std::env::var_os("BENCH_REFERENCE_DIR").unwrap());
+        let addr = reference_pipeline(&dir, sink).await;
+        println!("{addr}");
+        std::future::pending::<()>().await;
     });
 }
 
 /// The plugins end to end: a name, the fixture, its config key for the URL.
 const PLUGINS: [(&str, &str, &str); 2] = [
     (
-        "trivial component (relay.wasm)",
+        "hookrouter, trivial component (relay.wasm)",
         "relay.wasm",
         "forward_url",
     ),
     (
-        "C command module (cmd_relay.wasm)",
+        "hookrouter, C command module (cmd_relay.wasm)",
         "cmd_relay.wasm",
         "FORWARD_URL",
     ),
@@ -146,6 +173,8 @@ fn binary() -> std::path::PathBuf {
 struct Child {
     proc: std::process::Child,
     addr: SocketAddr,
+    /// The router's admin listener (none for the reference pipeline).
+    admin: Option<SocketAddr>,
 }
 
 impl Child {
@@ -191,7 +220,11 @@ allow_forward = ["{sink}"]
             .stderr(log)
             .spawn()
             .unwrap();
-        let child = Child { proc, addr };
+        let child = Child {
+            proc,
+            addr,
+            admin: Some(admin),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while tokio::net::TcpStream::connect(admin).await.is_err() {
             assert!(
@@ -204,6 +237,33 @@ allow_forward = ["{sink}"]
         // The plugin is compiled (or loaded from the cache) at start.
         tokio::time::sleep(Duration::from_secs(1)).await;
         child
+    }
+
+    /// The reference pipeline (`support::reference_pipeline`) as a child
+    /// process like the router: this program again, in the mode
+    /// `BENCH_REFERENCE_SINK` selects, which prints its address.
+    async fn reference(dir: &std::path::Path, sink: SocketAddr) -> Child {
+        use std::io::BufRead;
+        std::fs::create_dir_all(dir).unwrap();
+        let mut proc = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("BENCH_REFERENCE_SINK", sink.to_string())
+            .env("BENCH_REFERENCE_DIR", dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(proc.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .parse()
+            .expect("the reference pipeline's address");
+        Child {
+            proc,
+            addr,
+            admin: None,
+        }
     }
 
     /// CPU time (user + system) of each of the router's threads, summed by
@@ -230,6 +290,34 @@ allow_forward = ["{sink}"]
             *out.entry(comm).or_default() += Duration::from_secs_f64(ticks / tick);
         }
         out
+    }
+
+    /// The store's commits so far and the commands they carried, from the
+    /// router's own `/metrics` (`hookrouter_store_batch_size`).
+    async fn batches(&self) -> (f64, f64) {
+        let Some(admin) = self.admin else {
+            return (0.0, 0.0);
+        };
+        let Ok(mut s) = tokio::net::TcpStream::connect(admin).await else {
+            return (0.0, 0.0);
+        };
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let req = format!("GET /metrics HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n");
+        let mut text = String::new();
+        if s.write_all(req.as_bytes()).await.is_err() || s.read_to_string(&mut text).await.is_err()
+        {
+            return (0.0, 0.0);
+        }
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            value("hookrouter_store_batch_size_count"),
+            value("hookrouter_store_batch_size_sum"),
+        )
     }
 
     /// Resident and peak resident memory, in MiB.
@@ -319,13 +407,35 @@ async fn end_to_end(
     plugin: &[u8],
     key: &str,
     ingress_rps: Option<f64>,
-) {
+) -> f64 {
     let arrivals: Times = Arc::default();
     let sink = sink(arrivals.clone()).await;
     let router = Child::start(dir, plugin, key, sink).await;
+    through(name, router, arrivals, ingress_rps).await
+}
 
+/// The reference pipeline end to end, as the router is measured; its ratio is
+/// to the append+fdatasync reference's ingest of part 1.
+async fn reference_end_to_end(dir: &std::path::Path, ingress_rps: Option<f64>) -> f64 {
+    let arrivals: Times = Arc::default();
+    let sink = sink(arrivals.clone()).await;
+    let child = Child::reference(dir, sink).await;
+    through(
+        "the reference pipeline (append+fdatasync, forward, outcome append+fdatasync; no plugin)",
+        child,
+        arrivals,
+        ingress_rps,
+    )
+    .await
+}
+
+/// Saturates `router` for SECONDS (then waits until every forward has
+/// arrived), prints the figures, then paces it at half of what it sustained.
+/// Returns the end-to-end events/s.
+async fn through(name: &str, router: Child, arrivals: Times, ingress_rps: Option<f64>) -> f64 {
     let acks: Times = Arc::default();
     let cpu_before = router.cpu_by_thread();
+    let batches_before = router.batches().await;
     let started = Instant::now();
     let sent = load(
         router.addr,
@@ -339,11 +449,12 @@ async fn end_to_end(
     drained(&acks, &arrivals, Duration::from_secs(180)).await;
     let total = started.elapsed().as_secs_f64();
     let cpu_after = router.cpu_by_thread();
+    let batches_after = router.batches().await;
     let acked = acks.lock().unwrap().len();
     let arrived = lags(&acks, &arrivals).len();
     let e2e = arrived as f64 / total;
     println!(
-        "\n## End to end through the {name} (release binary; 64 conns for {SECONDS} s, then until every forward arrived)\n"
+        "\n## End to end: {name} (a child process; 64 conns for {SECONDS} s, then until every forward arrived)\n"
     );
     println!("| measure | value |");
     println!("| --- | --- |");
@@ -355,7 +466,9 @@ async fn end_to_end(
     println!("| forwards that reached the sink | {arrived} |");
     println!("| end-to-end events/s (arrived / time until the last forward) | {e2e:.0} |");
     if let Some(ingress_rps) = ingress_rps {
-        println!("| ingress-only events/s, same run (64 conns, in process) | {ingress_rps:.0} |");
+        println!(
+            "| its ingest-only events/s, part 1 of this run (64 conns, in process) | {ingress_rps:.0} |"
+        );
         println!(
             "| **end to end / ingest-only** | **{:.2}** |",
             e2e / ingress_rps
@@ -380,8 +493,16 @@ async fn end_to_end(
         .map(|(c, us)| format!("{c} {us:.0}"))
         .collect();
     println!(
-        "| router CPU per event, µs (user + system, by thread) | {total_us:.0} ({}) |",
+        "| server CPU per event, µs (user + system, by thread) | {total_us:.0} ({}) |",
         split.join(", ")
+    );
+
+    let commits = batches_after.0 - batches_before.0;
+    let commands = batches_after.1 - batches_before.1;
+    println!(
+        "| store commits per event / commands per commit | {:.2} / {:.1} |",
+        commits / arrived.max(1) as f64,
+        commands / commits.max(1.0)
     );
 
     // Below saturation: half of what it sustained.
@@ -400,6 +521,7 @@ async fn end_to_end(
         pct(&lag, 0.99),
         pct(&lag, 1.0)
     );
+    e2e
 }
 
 /// Resident memory of the release binary: idle, then after 250,000 events
@@ -428,10 +550,18 @@ async fn resident(dir: &std::path::Path, plugin: &[u8]) {
     let arrived = lags(&acks, &arrivals).len();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (after, peak) = router.rss();
+    // Idle a while: the writer gives its page cache back after 2 quiet
+    // seconds, and freed memory goes back to the OS every 5.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (rested, _) = router.rss();
+    if let Some(to) = std::env::var_os("BENCH_SMAPS") {
+        std::fs::copy(format!("/proc/{}/smaps", router.proc.id()), &to).unwrap();
+    }
     println!("\n## Resident memory (release binary, trivial component forwarding to a sink)\n");
     println!("| measure | MiB |");
     println!("| --- | ---: |");
     println!("| idle, after start | {idle:.1} |");
-    println!("| after {acked} events ({arrived} forwarded), drained | {after:.1} |");
+    println!("| after {acked} events ({arrived} forwarded), drained, 2 s later | {after:.1} |");
+    println!("| the same, 10 s after the last forward | {rested:.1} |");
     println!("| peak while loaded (VmHWM) | {peak:.1} |");
 }

@@ -33,6 +33,7 @@ mod handoff;
 mod http;
 pub mod ingress;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod outbox;
 pub mod plugins;
@@ -167,6 +168,7 @@ pub async fn run_with_ready(
     let outbox = outbox::Outbox::new(store.clone(), live.clone(), vec![ingress_addr, admin_addr])?;
     let outbox_task = tokio::spawn(outbox.run(stop_rx.clone(), inboxes.forwards));
     let retention_task = tokio::spawn(retention::run(store.clone(), live.clone(), stop_rx.clone()));
+    let trim_task = tokio::spawn(memory::trim(stop_rx.clone()));
     let sampler_task = tokio::spawn(activity::sample(
         activity.clone(),
         store.clone(),
@@ -220,6 +222,7 @@ pub async fn run_with_ready(
         Err(e) => tracing::warn!(error = %e, "cannot give leases back; they expire by themselves"),
     }
     retention_task.abort();
+    trim_task.abort();
     sampler_task.abort();
     reload_task.abort();
     let _ = admin_stop_tx.send(());

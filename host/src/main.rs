@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    hookrouter::memory::limit_arenas();
     let cli = hookrouter::cli::Cli::parse();
     hookrouter::cli::init_tracing(cli.log_format);
     match hookrouter::cli::main(cli) {

@@ -233,33 +233,7 @@ pub async fn bare_server() -> SocketAddr {
 /// to a file with group commit (one thread drains every queued body, one write
 /// and one fdatasync per batch), and nothing else: no checks, no parsing, no index.
 pub async fn append_server(path: std::path::PathBuf) -> SocketAddr {
-    use std::io::Write;
-    type Job = (Bytes, tokio::sync::oneshot::Sender<()>);
-    let (tx, rx) = std::sync::mpsc::channel::<Job>();
-    std::thread::spawn(move || {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        let mut buf = Vec::new();
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while let Ok(j) = rx.try_recv() {
-                batch.push(j);
-            }
-            buf.clear();
-            for (body, _) in &batch {
-                buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-                buf.extend_from_slice(body);
-            }
-            file.write_all(&buf).unwrap();
-            file.sync_data().unwrap();
-            for (_, done) in batch {
-                let _ = done.send(());
-            }
-        }
-    });
+    let tx = append_log(path);
     server_202(move |body| {
         let tx = tx.clone();
         async move {
@@ -348,6 +322,124 @@ pub async fn sink(arrivals: Arc<Mutex<HashMap<String, Instant>>>) -> SocketAddr 
                                 .insert(id.to_string(), Instant::now());
                         }
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A group-commit log: one thread drains every queued record, writes them in
+/// one `write` and makes them durable with one `fdatasync`, then answers each.
+pub fn append_log(
+    path: std::path::PathBuf,
+) -> std::sync::mpsc::Sender<(Bytes, tokio::sync::oneshot::Sender<()>)> {
+    use std::io::Write;
+    type Job = (Bytes, tokio::sync::oneshot::Sender<()>);
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        let mut buf = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(j) = rx.try_recv() {
+                batch.push(j);
+            }
+            buf.clear();
+            for (body, _) in &batch {
+                buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                buf.extend_from_slice(body);
+            }
+            file.write_all(&buf).unwrap();
+            file.sync_data().unwrap();
+            for (_, done) in batch {
+                let _ = done.send(());
+            }
+        }
+    });
+    tx
+}
+
+/// The reference design end to end, the machine's bound for a durable
+/// pipeline: it appends each body to a group-commit log and answers 202 with an
+/// id once the log is on disk (the append+fdatasync reference), then forwards
+/// `{"event_id": id}` to `sink` over a keep-alive client (at most `FORWARDS` at
+/// once) and appends each forward's outcome to the same log, on disk before
+/// the forward counts as done. It runs no plugin, checks and parses nothing,
+/// keeps no index and no retry state: everything the router does besides is
+/// left out, so this bounds what it can reach here.
+pub async fn reference_pipeline(dir: &std::path::Path, sink: SocketAddr) -> SocketAddr {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const FORWARDS: usize = 64;
+    let log = append_log(dir.join("reference.log"));
+    let (queue, mut due) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let outcomes = log.clone();
+    tokio::spawn(async move {
+        let room = Arc::new(tokio::sync::Semaphore::new(FORWARDS));
+        let url: hyper::Uri = format!("http://{sink}/sink").parse().unwrap();
+        while let Some(id) = due.recv().await {
+            let permit = room.clone().acquire_owned().await.unwrap();
+            let (client, url, log) = (client.clone(), url.clone(), outcomes.clone());
+            tokio::spawn(async move {
+                let body = format!("{{\"event_id\":\"{id}\"}}");
+                let req = Request::post(url)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap();
+                let status = match client.request(req).await {
+                    Ok(resp) => {
+                        let s = resp.status().as_u16();
+                        let _ = resp.into_body().collect().await;
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                let (done, wait) = tokio::sync::oneshot::channel();
+                let record = format!("done {id} {status}");
+                log.send((Bytes::from(record), done)).unwrap();
+                let _ = wait.await;
+                drop(permit);
+            });
+        }
+    });
+    let next = Arc::new(AtomicU64::new(1));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (log, queue, next) = (log.clone(), queue.clone(), next.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (log, queue, next) = (log.clone(), queue.clone(), next.clone());
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let id = format!("r-{}", next.fetch_add(1, Ordering::Relaxed));
+                        let (done, wait) = tokio::sync::oneshot::channel();
+                        log.send((body, done)).unwrap();
+                        wait.await.unwrap();
+                        queue.send(id.clone()).unwrap();
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .status(202)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(format!(
+                                    "{{\"id\":\"{id}\",\"deliveries\":1}}"
+                                ))))
+                                .unwrap(),
+                        )
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

@@ -191,6 +191,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE root_id = id AND status IN ('done', 'unrouted');
     CREATE TABLE search_gone (seq INTEGER PRIMARY KEY);
     ",
+    // 4 -> 5: no index on the lease owner. One process owns a SQLite store (the
+    // lock file), so the owner is only read when that process gives its leases
+    // back at stop, through the pending rows' own indexes; kept, the two
+    // indexes cost every handed-off delivery and forward an index entry in and
+    // out.
+    "
+    DROP INDEX deliveries_owner;
+    DROP INDEX outbox_owner;
+    ",
 ];
 
 /// The schema version this build writes.

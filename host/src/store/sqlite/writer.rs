@@ -25,6 +25,24 @@ use crate::store::{
 /// Upper bound on commands per transaction, so one batch cannot grow without end.
 const MAX_BATCH: usize = 1024;
 
+/// How long a batch that nobody waits on (outcomes only) may wait for more
+/// commands, and how many it gathers before it commits anyway. A commit costs
+/// an fsync and rewrites the pages every command touched (the tables' and
+/// indexes' right edges), so outcomes committed four at a time cost the writer
+/// several times what they cost in batches of dozens; an outcome's caller has
+/// moved on (the dispatcher records outcomes while it runs the next item), so
+/// only the forwards it hands over wait, by at most this much.
+const GATHER_FOR: Duration = Duration::from_millis(4);
+const GATHER_UP_TO: usize = 128;
+
+/// After a window this long with fewer than [`QUIET`] commands (the
+/// periodic claims and prunes of an idle router), following one with more, the
+/// writer hands its page cache back (`PRAGMA shrink_memory`): a burst fills
+/// it, and an idle router need not keep it resident. The next commands read
+/// their pages from the OS's cache.
+const IDLE_SHRINK: Duration = Duration::from_secs(2);
+const QUIET: usize = 64;
+
 /// Which workers a committed batch gave something to do.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Wake {
@@ -72,6 +90,28 @@ pub(super) enum Command {
     Forget(Vec<i64>, Reply<usize>),
 }
 
+impl Command {
+    /// Whether a caller waits on this command's commit before it goes on: an
+    /// acknowledgement, a worker's claim, an operator's request. Outcomes are
+    /// recorded while their worker runs its next item.
+    fn awaited(&self) -> bool {
+        !matches!(
+            self,
+            Command::FinishDelivery(..) | Command::FinishForward(..) | Command::Forget(..)
+        )
+    }
+}
+
+/// Moves what is queued into `batch`, up to [`MAX_BATCH`].
+fn drain(rx: &Receiver<Command>, batch: &mut Vec<Command>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(cmd) => batch.push(cmd),
+            Err(_) => break,
+        }
+    }
+}
+
 /// What a command produced, sent to its caller once the batch is committed.
 enum Answer {
     Ingested(Ingested, Vec<DeliveryId>, LeaseToken),
@@ -106,14 +146,42 @@ pub(super) struct Writer {
 
 impl Writer {
     pub fn run(mut self, rx: Receiver<Command>) {
-        while let Ok(first) = rx.recv() {
+        // (When the window began, commands in it), and whether the cache was
+        // given back since the last busy window.
+        let (mut window, mut commands, mut shrunk) = (Instant::now(), 0, true);
+        loop {
+            let next = rx.recv_timeout(IDLE_SHRINK);
+            if window.elapsed() >= IDLE_SHRINK {
+                if commands < QUIET && !shrunk {
+                    shrunk = true;
+                    if let Err(e) = self.conn.execute_batch("PRAGMA shrink_memory") {
+                        tracing::debug!(error = %e, "shrink_memory failed");
+                    }
+                }
+                (window, commands) = (Instant::now(), 0);
+            }
+            let first = match next {
+                Ok(cmd) => cmd,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(cmd) => batch.push(cmd),
-                    Err(_) => break,
+            drain(&rx, &mut batch);
+            if !batch.iter().any(Command::awaited) {
+                let until = Instant::now() + GATHER_FOR;
+                while batch.len() < GATHER_UP_TO && !batch.iter().any(Command::awaited) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(cmd) => {
+                            batch.push(cmd);
+                            drain(&rx, &mut batch);
+                        }
+                        Err(_) => break,
+                    }
                 }
             }
+            commands += batch.len();
+            shrunk &= commands < QUIET;
             self.process(batch);
         }
         self.state.alive.store(false, Ordering::Relaxed);
