@@ -60,7 +60,13 @@ pub fn event(
                 format!("signature rejected: {e}"),
             )
         })?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+    // Not parsed into a tree: the body stays bytes, and one pass over it checks
+    // the syntax and reads the type and id where the source's pointers say.
+    let pointers = source
+        .type_from
+        .pointers()
+        .chain(source.id_from.iter().flat_map(|x| x.pointers()));
+    let scanned = crate::json_scan::Scanned::scan(&body, pointers).map_err(|e| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
             "json",
@@ -68,17 +74,20 @@ pub fn event(
         )
     })?;
     // `extract` never returns an empty value.
-    let event_type = source.type_from.extract(headers, &value).ok_or_else(|| {
-        Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "type",
-            format!("no event type at {}", source.type_from),
-        )
-    })?;
+    let event_type = source
+        .type_from
+        .extract_scanned(headers, &scanned)
+        .ok_or_else(|| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "type",
+                format!("no event type at {}", source.type_from),
+            )
+        })?;
     let external_id = source
         .id_from
         .as_ref()
-        .and_then(|x| x.extract(headers, &value));
+        .and_then(|x| x.extract_scanned(headers, &scanned));
     Ok(Event {
         id: crate::event::EventId::new(),
         source: source.name.to_string(),

@@ -22,6 +22,7 @@ pub mod event;
 pub mod forward_policy;
 pub mod fuzzing;
 pub mod intake;
+pub mod json_scan;
 pub mod log_safe;
 pub mod net;
 pub mod source;

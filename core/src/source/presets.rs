@@ -205,8 +205,8 @@ pub enum ExtractorError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Lookup {
-    /// RFC 6901 pointer into the JSON body.
-    Pointer(String),
+    /// RFC 6901 pointer into the JSON body: as written, and split.
+    Pointer(String, crate::json_scan::Pointer),
     /// First value of a request header.
     Header(HeaderName),
 }
@@ -235,7 +235,7 @@ impl FromStr for Extractor {
                     return Err(ExtractorError::BadEscape(spec.to_owned()));
                 }
             }
-            Lookup::Pointer(spec.to_owned())
+            Lookup::Pointer(spec.to_owned(), crate::json_scan::Pointer::new(spec))
         } else {
             return Err(ExtractorError::Syntax(spec.to_owned()));
         };
@@ -252,7 +252,7 @@ impl fmt::Display for Extractor {
                 f.write_str(" or ")?;
             }
             match lookup {
-                Lookup::Pointer(p) => f.write_str(p)?,
+                Lookup::Pointer(p, _) => f.write_str(p)?,
                 Lookup::Header(h) => write!(f, "header:{h}")?,
             }
         }
@@ -268,7 +268,10 @@ impl Extractor {
 
     fn pointer(p: &'static str) -> Self {
         Extractor {
-            lookups: vec![Lookup::Pointer(p.to_owned())],
+            lookups: vec![Lookup::Pointer(
+                p.to_owned(),
+                crate::json_scan::Pointer::new(p),
+            )],
         }
     }
 
@@ -294,23 +297,47 @@ impl Extractor {
     }
 
     /// The value found: a JSON string as is, a number as its text; `None` for
-    /// any other JSON type, an empty string, a missing key, or a header that is
-    /// absent, empty or not visible ASCII.
-    pub fn extract(&self, headers: &HeaderMap, body: &Value) -> Option<String> {
+    /// any other JSON type, an empty string, a missing key, a body that is not
+    /// JSON, or a header that is absent, empty or not visible ASCII. `body` is
+    /// the raw body, walked, not parsed into a tree (see `json_scan`).
+    pub fn extract(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+        let scanned = crate::json_scan::Scanned::scan(body, self.pointers()).ok();
         self.lookups.iter().find_map(|lookup| match lookup {
-            Lookup::Header(name) => headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned),
-            Lookup::Pointer(p) => match body.pointer(p)? {
-                Value::String(s) if !s.is_empty() => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            },
+            Lookup::Header(name) => header_value(headers, name),
+            Lookup::Pointer(_, p) => scanned.as_ref()?.get(p),
         })
     }
+
+    /// Like [`Extractor::extract`], with the body's pointers already read (the
+    /// ingress reads the type's and the id's in one pass).
+    pub fn extract_scanned(
+        &self,
+        headers: &HeaderMap,
+        scanned: &crate::json_scan::Scanned<'_>,
+    ) -> Option<String> {
+        self.lookups.iter().find_map(|lookup| match lookup {
+            Lookup::Header(name) => header_value(headers, name),
+            Lookup::Pointer(_, p) => scanned.get(p),
+        })
+    }
+
+    /// The JSON pointers among the lookups.
+    pub fn pointers(&self) -> impl Iterator<Item = &crate::json_scan::Pointer> {
+        self.lookups.iter().filter_map(|lookup| match lookup {
+            Lookup::Pointer(_, p) => Some(p),
+            Lookup::Header(_) => None,
+        })
+    }
+}
+
+/// A header's first value, trimmed, if it is non-empty visible ASCII.
+fn header_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ pub fn prepare(
                 ))
             })
             .collect();
-        if x.extract(&map, &body).is_some() {
+        if x.extract(&map, body.to_string().as_bytes()).is_some() {
             return;
         }
         if let Some(name) = x.header_name() {
