@@ -14,8 +14,9 @@
 //! 2. End to end, on the release binary started as a child process (a black
 //!    box): events through a trivial component and through a C command
 //!    module, each forwarding to a bare hyper sink: events/s against the
-//!    ingress-only figure of part 1, then 202 → sink latency at half of that
-//!    rate. The same for the reference design end to end (also a child
+//!    same build's ingest-only rate as a child process (events routed to a
+//!    plugin that is not loaded, measured just before) and against part 1's,
+//!    then 202 → sink latency at half of that rate. The same for the reference design end to end (also a child
 //!    process): the append+fdatasync reference, then a forward of each event
 //!    to the sink and its outcome appended with group commit; no plugin, no
 //!    checks, no index (`support::reference_pipeline`). Its figure against the
@@ -43,7 +44,7 @@ use support::*;
 
 fn main() {
     if let Ok(sink) = std::env::var("BENCH_REFERENCE_SINK") {
-        return reference_child(sink.parse().unwrap());
+        return reference_child(sink.parse().ok());
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -135,7 +136,7 @@ plugins = ["absent"]             # deliveries are stored and wait: ingress cost 
 }
 
 /// The reference pipeline's process: serves until it is killed.
-fn reference_child(sink: SocketAddr) {
+fn reference_child(sink: Option<SocketAddr>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -180,9 +181,24 @@ struct Child {
 impl Child {
     /// Starts `hookrouter serve` in `dir` with one plugin, `fwd.wasm`, that
     /// forwards every event to `sink` (its config key for the URL is `key`).
-    async fn start(dir: &std::path::Path, plugin: &[u8], key: &str, sink: SocketAddr) -> Child {
+    /// Without a plugin, events are routed to one that is not loaded: ingest
+    /// only, the denominator of the end-to-end ratio.
+    async fn start(
+        dir: &std::path::Path,
+        plugin: Option<&[u8]>,
+        key: &str,
+        sink: SocketAddr,
+    ) -> Child {
         std::fs::create_dir_all(dir.join("plugins")).unwrap();
-        std::fs::write(dir.join("plugins/fwd.wasm"), plugin).unwrap();
+        let section = match plugin {
+            Some(plugin) => {
+                std::fs::write(dir.join("plugins/fwd.wasm"), plugin).unwrap();
+                format!(
+                    "plugins = [\"fwd\"]\n[plugin.fwd]\nconfig = {{ {key} = \"http://{sink}/sink\" }}\nallow_forward = [\"{sink}\"]\n"
+                )
+            }
+            None => "plugins = [\"absent\"]   # stored and left waiting: ingest only\n".to_string(),
+        };
         let free = || {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -203,11 +219,7 @@ preset = "optum"
 id_from = "header:x-no-dedupe"   # every request is a new event (the body is reused)
 [[routes]]
 events = ["payment_*"]
-plugins = ["fwd"]
-[plugin.fwd]
-config = {{ {key} = "http://{sink}/sink" }}
-allow_forward = ["{sink}"]
-"#
+{section}"#
         );
         std::fs::write(dir.join("router.toml"), config).unwrap();
         let log = std::fs::File::create(dir.join("router.log")).unwrap();
@@ -242,11 +254,15 @@ allow_forward = ["{sink}"]
     /// The reference pipeline (`support::reference_pipeline`) as a child
     /// process like the router: this program again, in the mode
     /// `BENCH_REFERENCE_SINK` selects, which prints its address.
-    async fn reference(dir: &std::path::Path, sink: SocketAddr) -> Child {
+    /// Without a sink, it forwards nothing: ingest only.
+    async fn reference(dir: &std::path::Path, sink: Option<SocketAddr>) -> Child {
         use std::io::BufRead;
         std::fs::create_dir_all(dir).unwrap();
         let mut proc = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("BENCH_REFERENCE_SINK", sink.to_string())
+            .env(
+                "BENCH_REFERENCE_SINK",
+                sink.map_or("none".to_string(), |s| s.to_string()),
+            )
             .env("BENCH_REFERENCE_DIR", dir)
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -410,8 +426,14 @@ async fn end_to_end(
 ) -> f64 {
     let arrivals: Times = Arc::default();
     let sink = sink(arrivals.clone()).await;
-    let router = Child::start(dir, plugin, key, sink).await;
-    through(name, router, arrivals, ingress_rps).await
+    let own = {
+        let only = Child::start(&dir.join("ingest-only"), None, key, sink).await;
+        load(only.addr, "/webhooks/optum", 64, SECONDS, body(), None)
+            .await
+            .rps()
+    };
+    let router = Child::start(dir, Some(plugin), key, sink).await;
+    through(name, router, arrivals, own, ingress_rps).await
 }
 
 /// The reference pipeline end to end, as the router is measured; its ratio is
@@ -419,11 +441,18 @@ async fn end_to_end(
 async fn reference_end_to_end(dir: &std::path::Path, ingress_rps: Option<f64>) -> f64 {
     let arrivals: Times = Arc::default();
     let sink = sink(arrivals.clone()).await;
-    let child = Child::reference(dir, sink).await;
+    let own = {
+        let only = Child::reference(&dir.join("ingest-only"), None).await;
+        load(only.addr, "/webhooks/optum", 64, SECONDS, body(), None)
+            .await
+            .rps()
+    };
+    let child = Child::reference(dir, Some(sink)).await;
     through(
         "the reference pipeline (append+fdatasync, forward, outcome append+fdatasync; no plugin)",
         child,
         arrivals,
+        own,
         ingress_rps,
     )
     .await
@@ -432,7 +461,16 @@ async fn reference_end_to_end(dir: &std::path::Path, ingress_rps: Option<f64>) -
 /// Saturates `router` for SECONDS (then waits until every forward has
 /// arrived), prints the figures, then paces it at half of what it sustained.
 /// Returns the end-to-end events/s.
-async fn through(name: &str, router: Child, arrivals: Times, ingress_rps: Option<f64>) -> f64 {
+/// `own` is the same build's ingest-only rate as a child process (the
+/// issue's denominator: the same binary, black box); `ingress_rps` part 1's
+/// in-process figure.
+async fn through(
+    name: &str,
+    router: Child,
+    arrivals: Times,
+    own: f64,
+    ingress_rps: Option<f64>,
+) -> f64 {
     let acks: Times = Arc::default();
     let cpu_before = router.cpu_by_thread();
     let batches_before = router.batches().await;
@@ -465,12 +503,19 @@ async fn through(name: &str, router: Child, arrivals: Times, ingress_rps: Option
     );
     println!("| forwards that reached the sink | {arrived} |");
     println!("| end-to-end events/s (arrived / time until the last forward) | {e2e:.0} |");
+    println!(
+        "| its ingest-only events/s, the same build as a child process, just before (64 conns) | {own:.0} |"
+    );
+    println!(
+        "| **end to end / ingest-only (child)** | **{:.2}** |",
+        e2e / own
+    );
     if let Some(ingress_rps) = ingress_rps {
         println!(
             "| its ingest-only events/s, part 1 of this run (64 conns, in process) | {ingress_rps:.0} |"
         );
         println!(
-            "| **end to end / ingest-only** | **{:.2}** |",
+            "| end to end / ingest-only (in process) | {:.2} |",
             e2e / ingress_rps
         );
     }
@@ -530,7 +575,7 @@ async fn resident(dir: &std::path::Path, plugin: &[u8]) {
     const EVENTS: usize = 250_000;
     let arrivals: Times = Arc::default();
     let sink = sink(arrivals.clone()).await;
-    let router = Child::start(dir, plugin, "forward_url", sink).await;
+    let router = Child::start(dir, Some(plugin), "forward_url", sink).await;
     let (idle, _) = router.rss();
     let acks: Times = Arc::default();
     let started = Instant::now();

@@ -376,7 +376,9 @@ pub fn append_log(
 /// the forward counts as done. It runs no plugin, checks and parses nothing,
 /// keeps no index and no retry state: everything the router does besides is
 /// left out, so this bounds what it can reach here.
-pub async fn reference_pipeline(dir: &std::path::Path, sink: SocketAddr) -> SocketAddr {
+///
+/// Without a `sink` it forwards nothing: the same server, ingest only.
+pub async fn reference_pipeline(dir: &std::path::Path, sink: Option<SocketAddr>) -> SocketAddr {
     use std::sync::atomic::{AtomicU64, Ordering};
     const FORWARDS: usize = 64;
     let log = append_log(dir.join("reference.log"));
@@ -387,6 +389,10 @@ pub async fn reference_pipeline(dir: &std::path::Path, sink: SocketAddr) -> Sock
     let outcomes = log.clone();
     tokio::spawn(async move {
         let room = Arc::new(tokio::sync::Semaphore::new(FORWARDS));
+        let Some(sink) = sink else {
+            while due.recv().await.is_some() {}
+            return;
+        };
         let url: hyper::Uri = format!("http://{sink}/sink").parse().unwrap();
         while let Some(id) = due.recv().await {
             let permit = room.clone().acquire_owned().await.unwrap();
