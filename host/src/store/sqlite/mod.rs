@@ -41,8 +41,10 @@ use crate::store::{
 /// How long a search waits for the index to catch up with the store.
 const SEARCH_WAIT: Duration = Duration::from_secs(2);
 
-/// The writer's page cache (negative: KiB), see `SqliteStore::open`.
-const WRITER_CACHE_KIB: i64 = -16 * 1024;
+/// The writer's page cache (negative: KiB), see `SqliteStore::open`. 8 MiB:
+/// resident memory right after a burst fell by as much, with no measurable
+/// change in throughput (BENCHMARKS.md).
+const WRITER_CACHE_KIB: i64 = -8 * 1024;
 
 /// Entries per transaction when replaying or purging many.
 const CHUNK: usize = 500;
