@@ -29,7 +29,7 @@ fn main() {
         _ => None,
     };
     assert_eq!(
-        pt.scalar_in(&body),
+        Scanned::scan(&body, [&pt]).unwrap().get(&pt),
         scalar(&serde_json::from_slice(&body).unwrap(), t)
     );
 

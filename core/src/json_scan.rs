@@ -1,5 +1,5 @@
-//! Reading a request body without building its JSON tree: a syntax check, and
-//! the value at an RFC 6901 pointer.
+//! Reading a request body without building its JSON tree: one pass that checks
+//! its syntax and reads the values at RFC 6901 pointers.
 //!
 //! Owns: the ingress's view of the body as JSON. The body is kept as bytes;
 //! the event type and id are read out of it in one pass over the document
@@ -15,11 +15,6 @@
 use std::fmt;
 
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-
-/// Checks that `body` is one JSON document (whitespace around it allowed).
-pub fn check(body: &[u8]) -> Result<(), serde_json::Error> {
-    serde_json::from_slice::<Skip>(body).map(|_| ())
-}
 
 /// Any JSON value, read and dropped. Unlike `serde::de::IgnoredAny` (which
 /// serde_json skips on a path of its own, without the nesting limit), it is
@@ -84,18 +79,11 @@ impl Pointer {
                 .collect(),
         }
     }
-
-    /// The string or number at this pointer in `body` (a number as its text);
-    /// `None` for another JSON type, an empty string, a missing key, or a body
-    /// that is not JSON.
-    pub fn scalar_in(&self, body: &[u8]) -> Option<String> {
-        Scanned::scan(body, [self]).ok()?.get(self)
-    }
 }
 
 /// The scalars at several pointers, read in one pass over a body that is
 /// also checked to be JSON.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Scanned<'p> {
     found: Vec<(&'p Pointer, Option<String>)>,
 }
@@ -291,6 +279,17 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
+    /// The syntax check alone: a scan for no pointer.
+    fn check(body: &[u8]) -> Result<(), serde_json::Error> {
+        Scanned::scan(body, std::iter::empty()).map(|_| ())
+    }
+
+    /// One pointer, scanned alone.
+    fn one(body: &[u8], spec: &str) -> Option<String> {
+        let p = Pointer::new(spec);
+        Scanned::scan(body, [&p]).ok()?.get(&p)
+    }
+
     /// What the tree answers, for comparison.
     fn by_tree(body: &[u8], spec: &str) -> Option<String> {
         let v: Value = serde_json::from_slice(body).ok()?;
@@ -351,7 +350,7 @@ mod tests {
         for body in &bodies {
             for p in pointers {
                 assert_eq!(
-                    Pointer::new(p).scalar_in(body),
+                    one(body, p),
                     by_tree(body, p),
                     "{p} in {}",
                     String::from_utf8_lossy(body)
@@ -399,7 +398,7 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(serde_json::from_slice::<Value>(deep.as_bytes()).is_err());
         assert!(check(deep.as_bytes()).is_err());
-        assert_eq!(Pointer::new("/0").scalar_in(deep.as_bytes()), None);
+        assert_eq!(one(deep.as_bytes(), "/0"), None);
         let p = Pointer::new("/0");
         assert!(Scanned::scan(deep.as_bytes(), [&p]).is_err());
     }

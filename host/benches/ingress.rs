@@ -314,16 +314,15 @@ events = ["payment_*"]
         let Some(admin) = self.admin else {
             return (0.0, 0.0);
         };
-        let Ok(mut s) = tokio::net::TcpStream::connect(admin).await else {
+        let req = hyper::Request::get("/metrics")
+            .header("host", admin.to_string())
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let Ok(resp) = connect(admin).await.send_request(req).await else {
             return (0.0, 0.0);
         };
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let req = format!("GET /metrics HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n");
-        let mut text = String::new();
-        if s.write_all(req.as_bytes()).await.is_err() || s.read_to_string(&mut text).await.is_err()
-        {
-            return (0.0, 0.0);
-        }
+        let body = read_body(resp).await;
+        let text = String::from_utf8_lossy(&body);
         let value = |key: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(key))

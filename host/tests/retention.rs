@@ -396,6 +396,16 @@ fn a_full_disk_answers_503_loses_no_acked_event_and_recovers_by_itself() {
     );
     let ready = client().get(format!("{}/readyz", r.admin)).send().unwrap();
     assert_eq!(ready.status().as_u16(), 503, "/readyz while full");
+    // And it stays so: the outbox polls every 200 ms, and its claims (which find
+    // nothing and write nothing) commit on a full disk too; they must not read
+    // as space come back.
+    std::thread::sleep(Duration::from_secs(1));
+    let ready = client().get(format!("{}/readyz", r.admin)).send().unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "/readyz while still full, 1 s later"
+    );
     let log = r.log();
     let logged = log.matches("out of disk space").count();
     assert!(

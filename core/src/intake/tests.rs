@@ -15,6 +15,11 @@ id_from = "/id"
 verify = { scheme = "none" }
 
 [[sources]]
+name = "by-header"
+type_from = "header:x-type"
+verify = { scheme = "none" }
+
+[[sources]]
 name = "signed"
 type_from = "/type"
 verify = { scheme = "hmac-sha256", header = "X-Sig", secret_env = "S" }
@@ -86,6 +91,19 @@ fn each_check_refuses_with_its_status_and_reason() {
         assert_eq!((r.status, r.reason), (status, reason), "{}", r.message);
         assert!(!r.message.is_empty());
     }
+}
+
+#[test]
+fn a_body_is_checked_as_json_even_when_no_pointer_reads_it() {
+    let c = config();
+    let h = headers(&[("x-type", "t")]);
+    let source = c.source("by-header").unwrap();
+    for broken in [&b"{not json"[..], b"{\"a\":1} trailing", b""] {
+        let r = event(source, &h, broken.to_vec(), SystemTime::now()).unwrap_err();
+        assert_eq!((r.status, r.reason), (StatusCode::BAD_REQUEST, "json"));
+    }
+    let e = event(source, &h, br#"{"a":1}"#.to_vec(), SystemTime::now()).unwrap();
+    assert_eq!(e.event_type, "t");
 }
 
 #[test]

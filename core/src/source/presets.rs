@@ -301,11 +301,9 @@ impl Extractor {
     /// JSON, or a header that is absent, empty or not visible ASCII. `body` is
     /// the raw body, walked, not parsed into a tree (see `json_scan`).
     pub fn extract(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
-        let scanned = crate::json_scan::Scanned::scan(body, self.pointers()).ok();
-        self.lookups.iter().find_map(|lookup| match lookup {
-            Lookup::Header(name) => header_value(headers, name),
-            Lookup::Pointer(_, p) => scanned.as_ref()?.get(p),
-        })
+        // A body that is not JSON has nothing at any pointer: scanned empty.
+        let scanned = crate::json_scan::Scanned::scan(body, self.pointers()).unwrap_or_default();
+        self.extract_scanned(headers, &scanned)
     }
 
     /// Like [`Extractor::extract`], with the body's pointers already read (the

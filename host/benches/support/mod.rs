@@ -185,11 +185,11 @@ pub async fn paced(
 }
 
 /// A hyper server that reads each body, passes it to `on_body`, and answers
-/// 202 once that has finished.
+/// 202 with the JSON `on_body` returns once it has finished.
 pub async fn server_202<F, Fut>(on_body: F) -> SocketAddr
 where
     F: Fn(Bytes) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = Bytes> + Send,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -203,14 +203,12 @@ where
                     let on_body = on_body.clone();
                     async move {
                         let body = req.into_body().collect().await.unwrap().to_bytes();
-                        on_body(body).await;
+                        let answer = on_body(body).await;
                         Ok::<_, std::convert::Infallible>(
                             Response::builder()
                                 .status(202)
                                 .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from_static(
-                                    b"{\"id\":\"x\",\"deliveries\":0}",
-                                )))
+                                .body(Full::new(answer))
                                 .unwrap(),
                         )
                     }
@@ -224,9 +222,12 @@ where
     addr
 }
 
+/// What the baseline servers answer.
+const ANSWER: &[u8] = b"{\"id\":\"x\",\"deliveries\":0}";
+
 /// The baseline: hyper answering 202 after reading the body, nothing else.
 pub async fn bare_server() -> SocketAddr {
-    server_202(|_| async {}).await
+    server_202(|_| async { Bytes::from_static(ANSWER) }).await
 }
 
 /// The reference design for a durable ack: answers 202 after appending the body
@@ -240,6 +241,7 @@ pub async fn append_server(path: std::path::PathBuf) -> SocketAddr {
             let (done, wait) = tokio::sync::oneshot::channel();
             tx.send((body, done)).unwrap();
             wait.await.unwrap();
+            Bytes::from_static(ANSWER)
         }
     })
     .await
@@ -420,39 +422,16 @@ pub async fn reference_pipeline(dir: &std::path::Path, sink: Option<SocketAddr>)
         }
     });
     let next = Arc::new(AtomicU64::new(1));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (log, queue, next) = (log.clone(), queue.clone(), next.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (log, queue, next) = (log.clone(), queue.clone(), next.clone());
-                    async move {
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let id = format!("r-{}", next.fetch_add(1, Ordering::Relaxed));
-                        let (done, wait) = tokio::sync::oneshot::channel();
-                        log.send((body, done)).unwrap();
-                        wait.await.unwrap();
-                        queue.send(id.clone()).unwrap();
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .status(202)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(format!(
-                                    "{{\"id\":\"{id}\",\"deliveries\":1}}"
-                                ))))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    server_202(move |body| {
+        let (log, queue, next) = (log.clone(), queue.clone(), next.clone());
+        async move {
+            let id = format!("r-{}", next.fetch_add(1, Ordering::Relaxed));
+            let (done, wait) = tokio::sync::oneshot::channel();
+            log.send((body, done)).unwrap();
+            wait.await.unwrap();
+            queue.send(id.clone()).unwrap();
+            Bytes::from(format!("{{\"id\":\"{id}\",\"deliveries\":1}}"))
         }
-    });
-    addr
+    })
+    .await
 }

@@ -263,6 +263,9 @@ fn first_of_tries_in_order() {
             .as_deref(),
         Some("C")
     );
+    // A body that is not JSON has nothing at any pointer; headers still answer.
+    assert_eq!(e.extract(&h, b"{\"a\": ").as_deref(), Some("from-header"));
+    assert_eq!(e.extract(&HeaderMap::new(), b"{\"a\": "), None);
 }
 
 fn new_envelope(time: SystemTime) -> NewEnvelope<'static> {

@@ -104,17 +104,11 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
         // One process per store: leases left by an earlier one are void, and
         // what they held is due now (see `ops::claim_deliveries` for due_at).
-        let now = crate::event::unix_ms(std::time::SystemTime::now());
-        for table in ["deliveries", "outbox"] {
-            conn.execute(
-                &format!(
-                    "UPDATE {table} SET lease_until = 0, lease_token = 0, lease_owner = NULL,
-                                        due_at = min(due_at, ?1)
-                     WHERE lease_until != 0"
-                ),
-                [now],
-            )?;
-        }
+        ops::release_leases(
+            &conn,
+            None,
+            crate::event::unix_ms(std::time::SystemTime::now()),
+        )?;
         let (tx, rx) = std::sync::mpsc::channel();
         let state = Arc::new(WriterState {
             queued: AtomicUsize::new(0),

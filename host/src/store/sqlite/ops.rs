@@ -707,22 +707,24 @@ pub(super) fn replay_one(tx: &Connection, id: DeadId, now: i64) -> rusqlite::Res
     Ok(true)
 }
 
-/// Gives back the leases `owner` holds; returns how many. (Through the
-/// pending rows' indexes: there is none on the owner, see the schema's 4 -> 5.)
-pub(super) fn release_leases(tx: &Connection, owner: &str, now: i64) -> rusqlite::Result<usize> {
-    let d = tx
-        .prepare_cached(
-            "UPDATE deliveries INDEXED BY deliveries_due
-             SET lease_until = 0, lease_token = 0, lease_owner = NULL, due_at = min(due_at, ?2)
-             WHERE lease_owner = ?1 AND state = 'pending'",
-        )?
-        .execute(params![owner, now])?;
-    let o = tx
-        .prepare_cached(
-            "UPDATE outbox INDEXED BY outbox_due
-             SET lease_until = 0, lease_token = 0, lease_owner = NULL, due_at = min(due_at, ?2)
-             WHERE lease_owner = ?1 AND state = 'pending'",
-        )?
-        .execute(params![owner, now])?;
-    Ok(d + o)
+/// Gives back the leases `owner` holds, or every lease with `None` (a store
+/// opened after its last process stopped); what they held is due now. Returns
+/// how many. Only pending rows hold leases, so this reads the pending rows'
+/// partial indexes (there is no index on the owner: see the schema's 4 -> 5).
+pub(super) fn release_leases(
+    tx: &Connection,
+    owner: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let mut n = 0;
+    for (table, index) in [("deliveries", "deliveries_due"), ("outbox", "outbox_due")] {
+        n += tx
+            .prepare_cached(&format!(
+                "UPDATE {table} INDEXED BY {index}
+                 SET lease_until = 0, lease_token = 0, lease_owner = NULL, due_at = min(due_at, ?2)
+                 WHERE state = 'pending' AND lease_until != 0 AND (?1 IS NULL OR lease_owner = ?1)"
+            ))?
+            .execute(params![owner, now])?;
+    }
+    Ok(n)
 }

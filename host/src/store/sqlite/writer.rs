@@ -102,12 +102,29 @@ impl Command {
     }
 }
 
-/// Moves what is queued into `batch`, up to [`MAX_BATCH`].
-fn drain(rx: &Receiver<Command>, batch: &mut Vec<Command>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(cmd) => batch.push(cmd),
-            Err(_) => break,
+/// The next batch: `first` and what is queued behind it (up to
+/// [`MAX_BATCH`]). A batch that nobody waits on waits up to [`GATHER_FOR`] for
+/// more, until it holds [`GATHER_UP_TO`] commands or one that is awaited.
+fn gather(rx: &Receiver<Command>, first: Command) -> Vec<Command> {
+    let until = Instant::now() + GATHER_FOR;
+    let mut awaited = first.awaited();
+    let mut batch = vec![first];
+    loop {
+        while batch.len() < MAX_BATCH
+            && let Ok(cmd) = rx.try_recv()
+        {
+            awaited |= cmd.awaited();
+            batch.push(cmd);
+        }
+        if awaited || batch.len() >= GATHER_UP_TO {
+            return batch;
+        }
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(cmd) => {
+                awaited |= cmd.awaited();
+                batch.push(cmd);
+            }
+            Err(_) => return batch,
         }
     }
 }
@@ -165,21 +182,7 @@ impl Writer {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch = vec![first];
-            drain(&rx, &mut batch);
-            if !batch.iter().any(Command::awaited) {
-                let until = Instant::now() + GATHER_FOR;
-                while batch.len() < GATHER_UP_TO && !batch.iter().any(Command::awaited) {
-                    let left = until.saturating_duration_since(Instant::now());
-                    match rx.recv_timeout(left) {
-                        Ok(cmd) => {
-                            batch.push(cmd);
-                            drain(&rx, &mut batch);
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
+            let batch = gather(&rx, first);
             commands += batch.len();
             shrunk &= commands < QUIET;
             self.process(batch);
@@ -191,9 +194,15 @@ impl Writer {
     pub(super) fn process(&mut self, batch: Vec<Command>) {
         let n = batch.len();
         let mut wake = Wake::default();
+        let written = self.conn.total_changes();
         match self.transaction(&batch, &mut wake) {
             Ok(answers) => {
-                self.space_returned();
+                // Only a commit that wrote rows shows that there is space
+                // again: one that changed nothing (a claim that found no work)
+                // commits on a full disk too, and would flip readiness back.
+                if self.conn.total_changes() > written {
+                    self.space_returned();
+                }
                 for (cmd, answer) in batch.into_iter().zip(answers) {
                     reply(cmd, Ok(answer));
                 }
@@ -375,7 +384,7 @@ fn apply(
             Answer::Count(n)
         }
         Command::ReleaseLeases(_) => {
-            let n = ops::release_leases(tx, owner, now)?;
+            let n = ops::release_leases(tx, Some(owner), now)?;
             wake.deliveries |= n > 0;
             wake.forwards |= n > 0;
             Answer::Count(n)
