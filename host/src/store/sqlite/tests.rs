@@ -353,3 +353,60 @@ async fn a_broken_search_index_is_rebuilt_and_never_stops_the_store() {
         );
     }
 }
+
+/// The scheduling policy (`/proc/.../stat` field 41) of each of this
+/// process's threads named `name`.
+#[cfg(target_os = "linux")]
+fn policies_of(name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesized name start at field 3.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        if let Some(policy) = rest.split_whitespace().nth(41 - 3) {
+            found.push(policy.parse().unwrap());
+        }
+    }
+    found
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexer_waits_idle_scheduled_below_every_other_thread() {
+    const SCHED_IDLE: u32 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path, 100).unwrap();
+    let mut e = event("s", None);
+    e.body = r#"{"word":"idlelane"}"#.into();
+    let new = NewEvent {
+        event: e,
+        plugins: vec![],
+    };
+    store.ingest(new).await.unwrap();
+    assert_eq!(indexed(&store, &path, "idlelane").await, 1);
+    // Once it has indexed, it waits for more in its indexing lane. (Other
+    // tests' stores have indexers too; one of them is this one.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let policies = policies_of("store-indexer");
+        if policies.contains(&SCHED_IDLE) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no store-indexer thread is SCHED_IDLE: {policies:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The router's own threads keep the normal policy.
+    assert!(
+        policies_of("store-writer").iter().all(|&p| p == 0),
+        "{:?}",
+        policies_of("store-writer")
+    );
+}
