@@ -27,7 +27,8 @@
 //! `BENCH_INGRESS_ONLY=1` runs part 1 alone; `BENCH_E2E_ONLY=1` part 2 alone
 //! (without the ratios); `BENCH_RSS_ONLY=1` part 3 alone. `BENCH_BIN=PATH` runs
 //! parts 2 and 3 on another build of the binary (to compare two versions);
-//! `BENCH_PLUGIN=relay.wasm` limits part 2 to one plugin.
+//! `BENCH_PLUGIN=relay.wasm` limits part 2 to one plugin; `BENCH_TOML` adds
+//! tables to the children's `router.toml` (say, `[outbox]` `workers = 16`).
 //!
 //! Timing never decides anything here; it prints figures.
 
@@ -206,6 +207,8 @@ impl Child {
                 .unwrap()
         };
         let (addr, admin) = (free(), free());
+        // BENCH_TOML: more router.toml tables (say, `[outbox]\nworkers = 16`).
+        let extra = std::env::var("BENCH_TOML").map_or(String::new(), |t| format!("\n{t}\n"));
         let config = format!(
             r#"
 [server]
@@ -219,7 +222,7 @@ preset = "optum"
 id_from = "header:x-no-dedupe"   # every request is a new event (the body is reused)
 [[routes]]
 events = ["payment_*"]
-{section}"#
+{section}{extra}"#
         );
         std::fs::write(dir.join("router.toml"), config).unwrap();
         let log = std::fs::File::create(dir.join("router.log")).unwrap();

@@ -7,7 +7,8 @@
 //!   flat, and the forward counts as sent by its status;
 //! - every attempt of a forward carries the same `webhook-id`;
 //! - a Slack-style URL never shows its secret path or query in logs,
-//!   `/admin/dead` or `dead list`.
+//!   `/admin/dead` or `dead list`;
+//! - by default sixteen forwards wait on a slow target at once, and no more.
 
 mod common;
 
@@ -370,4 +371,76 @@ allow_forward = ["127.0.0.1:{p}"]
         r.log().contains("/services/…"),
         "the log names the target, redacted"
     );
+}
+
+/// A target that holds each request `hold` before it answers 200 (and closes
+/// the connection); records the most requests it held at once, and how many
+/// it answered.
+fn slow_target(hold: Duration) -> (u16, Arc<Mutex<(usize, usize, usize)>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // (held now, most held at once, answered)
+    let seen: Arc<Mutex<(usize, usize, usize)>> = Arc::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap().port()).unwrap();
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let seen = s2.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 8192];
+                    while !req.windows(4).any(|x| x == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    {
+                        let mut g = seen.lock().unwrap();
+                        g.0 += 1;
+                        g.1 = g.1.max(g.0);
+                    }
+                    tokio::time::sleep(hold).await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    let mut g = seen.lock().unwrap();
+                    g.0 -= 1;
+                    g.2 += 1;
+                });
+            }
+        });
+    });
+    (rx.recv().unwrap(), seen)
+}
+
+#[test]
+fn by_default_sixteen_forwards_wait_on_a_slow_target_at_once_and_no_more() {
+    let (port, seen) = slow_target(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    install_plugin(dir.path(), &fixture("relay"), "slowpoke");
+    // `[outbox]` without `workers`: the default.
+    let plugins = format!(
+        "\n[[routes]]\nevents = [\"*\"]\nplugins = [\"slowpoke\"]\n\n[plugin.slowpoke]\nconfig = {{ forward_url = \"http://127.0.0.1:{port}/slow\" }}\nallow_forward = [\"127.0.0.1:{port}\"]\n"
+    );
+    let r = Router::start(dir.path(), &config(&plugins, 0), &[]);
+    for i in 0..40 {
+        post(&r, &format!("s-{i}"));
+    }
+    wait_for(60, "all 40 forwards answered", || {
+        (seen.lock().unwrap().2 == 40).then_some(())
+    });
+    let most = seen.lock().unwrap().1;
+    // Forwards are network waits, not plugin runs: plugins.workers (4) does
+    // not bound them; `[outbox] workers` (default 16) does.
+    assert_eq!(most, 16, "forwards held by the slow target at once");
 }

@@ -34,7 +34,8 @@ fn empty_file_gets_documented_defaults() {
     // The outbox inherits the plugin retry keys unless [outbox] sets its own.
     assert_eq!(c.outbox.retry.max_attempts, 8);
     assert_eq!(c.outbox.retry.base, Duration::from_millis(1000));
-    assert_eq!(c.outbox.workers, c.plugins.workers);
+    // Forwards are network waits: their workers do not follow plugins.workers.
+    assert_eq!(c.outbox.workers, 16);
 }
 
 #[test]

@@ -10,6 +10,13 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Forwards sent at once when `[outbox] workers` is not set. A forward waits
+/// on the network, not on a core (it is an async task, not a thread like a
+/// plugin run), so this is not tied to `plugins.workers`: with the 4 of that
+/// default, forwards queued behind each other, and at half of the end-to-end
+/// capacity the time from `202` to the sink was twice as long (BENCHMARKS.md).
+pub(crate) const OUTBOX_WORKERS: usize = 16;
+
 use toml::Spanned;
 
 use super::limits::MAX_TIMEOUT_MS;
@@ -194,7 +201,7 @@ pub(super) fn parse(
             "outbox.timeout_ms",
         )?),
         workers: in_range(
-            o.and_then(|o| o.workers).unwrap_or(plugins.workers) as u64,
+            o.and_then(|o| o.workers).unwrap_or(OUTBOX_WORKERS) as u64,
             1,
             256,
             "outbox.workers",
