@@ -33,8 +33,12 @@ pub use crate::plugins::MAX_HOPS;
 /// How long a claimed delivery stays leased beyond the wait in the local queues.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
-/// Deliveries claimed per worker beyond the free ones.
-const PREFETCH: usize = 8;
+/// Deliveries claimed per worker beyond the free ones. One claim is in flight
+/// at a time and commits before it answers, so a backlog drains at most a
+/// window (`workers × PREFETCH`) per commit: at 8, claims made 0.15 commits
+/// per event end to end, at 32 half of that, and the writer's CPU per event
+/// fell by a fifth (BENCHMARKS.md). The leases grow with it (see [`lease`]).
+const PREFETCH: usize = 32;
 
 /// How often to look for due retries when nothing wakes the loop.
 const POLL: Duration = Duration::from_millis(200);

@@ -244,6 +244,12 @@ pub(crate) async fn run<T, C, CF, H, HF, G, GF>(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut want_claim = true;
     let mut next_poll = tokio::time::Instant::now() + settings.poll;
+    // The claim in flight, with the room it was made for. The loop goes on
+    // while it waits for its commit: items queued or handed over start as
+    // workers free up. (Awaited inline, a claim left the workers idle for a
+    // commit's length each time the queues ran low, and the backlog drained
+    // at a fraction of what the workers could run.)
+    let mut claiming: Option<(Room, std::pin::Pin<Box<CF>>)> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -253,11 +259,10 @@ pub(crate) async fn run<T, C, CF, H, HF, G, GF>(
         tokio::pin!(woken);
         woken.as_mut().enable();
 
-        if want_claim {
+        if want_claim && claiming.is_none() {
             want_claim = false;
             let room = queues.room();
-            let items = claim(room.clone()).await;
-            queues.claimed(&room, items);
+            claiming = Some((room.clone(), Box::pin(claim(room))));
         }
         while let Some((key, item)) = queues.next(&quota) {
             let work = handle(item);
@@ -267,7 +272,18 @@ pub(crate) async fn run<T, C, CF, H, HF, G, GF>(
                 let _ = done.send(key);
             });
         }
+        let in_flight = async {
+            match claiming.as_mut() {
+                Some((_, claim)) => claim.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            items = in_flight => {
+                if let Some((room, _)) = claiming.take() {
+                    queues.claimed(&room, items);
+                }
+            }
             Some((key, item)) = inbox.recv() => {
                 queues.push(&key, item);
                 while let Ok((key, item)) = inbox.try_recv() {
@@ -288,6 +304,11 @@ pub(crate) async fn run<T, C, CF, H, HF, G, GF>(
             }
             _ = stop.changed() => {}
         }
+    }
+    // What a claim in flight leased is given back with the rest.
+    if let Some((room, claim)) = claiming.take() {
+        let items = claim.await;
+        queues.claimed(&room, items);
     }
     inbox.close();
     while let Ok((key, item)) = inbox.try_recv() {

@@ -373,13 +373,20 @@ allow_forward = ["127.0.0.1:{p}"]
     );
 }
 
+/// What [`slow_target`] saw.
+#[derive(Default)]
+struct Held {
+    now: usize,
+    most: usize,
+    answered: usize,
+}
+
 /// A target that holds each request `hold` before it answers 200 (and closes
 /// the connection); records the most requests it held at once, and how many
 /// it answered.
-fn slow_target(hold: Duration) -> (u16, Arc<Mutex<(usize, usize, usize)>>) {
+fn slow_target(hold: Duration) -> (u16, Arc<Mutex<Held>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // (held now, most held at once, answered)
-    let seen: Arc<Mutex<(usize, usize, usize)>> = Arc::default();
+    let seen: Arc<Mutex<Held>> = Arc::default();
     let (tx, rx) = std::sync::mpsc::channel();
     let s2 = seen.clone();
     std::thread::spawn(move || {
@@ -404,8 +411,8 @@ fn slow_target(hold: Duration) -> (u16, Arc<Mutex<(usize, usize, usize)>>) {
                     }
                     {
                         let mut g = seen.lock().unwrap();
-                        g.0 += 1;
-                        g.1 = g.1.max(g.0);
+                        g.now += 1;
+                        g.most = g.most.max(g.now);
                     }
                     tokio::time::sleep(hold).await;
                     let _ = s
@@ -414,8 +421,8 @@ fn slow_target(hold: Duration) -> (u16, Arc<Mutex<(usize, usize, usize)>>) {
                         )
                         .await;
                     let mut g = seen.lock().unwrap();
-                    g.0 -= 1;
-                    g.2 += 1;
+                    g.now -= 1;
+                    g.answered += 1;
                 });
             }
         });
@@ -437,9 +444,9 @@ fn by_default_sixteen_forwards_wait_on_a_slow_target_at_once_and_no_more() {
         post(&r, &format!("s-{i}"));
     }
     wait_for(60, "all 40 forwards answered", || {
-        (seen.lock().unwrap().2 == 40).then_some(())
+        (seen.lock().unwrap().answered == 40).then_some(())
     });
-    let most = seen.lock().unwrap().1;
+    let most = seen.lock().unwrap().most;
     // Forwards are network waits, not plugin runs: plugins.workers (4) does
     // not bound them; `[outbox] workers` (default 16) does.
     assert_eq!(most, 16, "forwards held by the slow target at once");

@@ -5,8 +5,8 @@
 //! a cluster of its own, since it stops and starts it.
 //!
 //! Leases in these configs: `timeout_ms = 200` gives dispatch leases of
-//! 200 ms × 9 + 30 s ≈ 32 s, and `[outbox] timeout_ms = 500` forward leases of
-//! ≈ 35 s, so a dead replica's work is taken over within about 35 s.
+//! 200 ms × 42 + 30 s ≈ 38 s, and `[outbox] timeout_ms = 500` forward leases of
+//! ≈ 35 s, so a dead replica's work is taken over within about 40 s.
 
 mod common;
 

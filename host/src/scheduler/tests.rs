@@ -301,3 +301,72 @@ async fn stop_gives_back_what_never_started_and_waits_for_the_rest() {
     assert_eq!(finished + back + left, 20, "nothing is lost");
     assert!(back > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn queued_items_start_while_a_slow_claim_waits_for_its_commit() {
+    // The first claim brings 8 items at once; every later one takes 1 s (a
+    // store slow to commit) and brings nothing.
+    let claims = Arc::new(Mutex::new(0u32));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ended: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let given_back = Arc::new(Mutex::new(Vec::new()));
+    let t0 = Instant::now();
+    let (c, e, g) = (claims.clone(), ended.clone(), given_back.clone());
+    let pool = tokio::spawn(async move {
+        let wake = Wake::default();
+        run(
+            Settings {
+                workers: 2,
+                prefetch: 4,
+                poll: Duration::from_millis(200),
+                work: Work::Deliveries,
+            },
+            |_| 2,
+            &wake,
+            tokio::sync::mpsc::unbounded_channel().1,
+            stop_rx,
+            move |room: Room| {
+                let first = {
+                    let mut n = c.lock().unwrap();
+                    *n += 1;
+                    *n == 1
+                };
+                let out: Vec<(String, u32)> = if first {
+                    (0..room.for_key("p").min(8) as u32)
+                        .map(|i| ("p".to_string(), i))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                async move {
+                    if !first {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    out
+                }
+            },
+            move |_item: u32| {
+                let e = e.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    e.lock().unwrap().push(t0.elapsed());
+                }
+            },
+            move |left: Vec<u32>| async move { g.lock().unwrap().extend(left) },
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(true).unwrap();
+    pool.await.unwrap();
+    let ended = ended.lock().unwrap().clone();
+    // Two workers, 10 ms each: the 8 items end by about 40 ms. A claim
+    // awaited in the loop would have held the last 6 back until it returned.
+    assert_eq!(ended.len(), 8, "{ended:?}");
+    assert!(
+        ended.iter().all(|t| *t < Duration::from_millis(100)),
+        "{ended:?}"
+    );
+    assert!(*claims.lock().unwrap() >= 2, "a second claim was made");
+    assert!(given_back.lock().unwrap().is_empty());
+}
