@@ -10,13 +10,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Forwards sent at once when `[outbox] workers` is not set. A forward waits
-/// on the network, not on a core (it is an async task, not a thread like a
-/// plugin run), so this is not tied to `plugins.workers`: with the 4 of that
-/// default, forwards queued behind each other, and at half of the end-to-end
-/// capacity the time from `202` to the sink was twice as long (BENCHMARKS.md).
-pub(crate) const OUTBOX_WORKERS: usize = 16;
-
 use toml::Spanned;
 
 use super::limits::MAX_TIMEOUT_MS;
@@ -26,6 +19,13 @@ use super::{
     Server, Source, Store,
 };
 use crate::net::HostPort;
+
+/// Forwards sent at once when `[outbox] workers` is not set. A forward waits
+/// on the network, not on a core (it is an async task, not a thread like a
+/// plugin run), so this is not tied to `plugins.workers`: with the 4 of that
+/// default, forwards queued behind each other, and at half of the end-to-end
+/// capacity the time from `202` to the sink was twice as long (BENCHMARKS.md).
+pub(crate) const OUTBOX_WORKERS: usize = 16;
 
 /// Errors carry positions computed from byte offsets into the file's text.
 pub(super) struct Ctx<'a> {

@@ -47,7 +47,7 @@ enum Lane {
     /// Linux's `SCHED_IDLE`, for the tokenizing and segment merging (nearly
     /// all of its CPU): it runs only on a core nothing else wants. At nice 10
     /// alone it still took its share of a busy core, and idle-scheduled it
-    /// left durable ingest 12% more on the 2-core machine (BENCHMARKS.md).
+    /// left durable ingest about 15% more on the 2-core machine (BENCHMARKS.md).
     Indexing,
 }
 
