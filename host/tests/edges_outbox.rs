@@ -144,13 +144,17 @@ allow_forward = ["127.0.0.1:{p}"]
     assert_eq!(sink.count(), 2);
 }
 
-/// A target that answers every request with `size` bytes, 64 KiB at a time;
-/// records how many bytes of each answer it managed to write.
-fn big_answer_target(size: usize) -> (u16, Arc<Mutex<Vec<usize>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let written: Arc<Mutex<Vec<usize>>> = Arc::default();
+/// A raw HTTP/1.1 target on loopback, on a thread of its own: for each
+/// connection it reads the request head (and a small body), then hands the
+/// socket to `answer`. Returns its port.
+fn raw_target<F, Fut>(answer: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let answer = Arc::new(answer);
     let (tx, rx) = std::sync::mpsc::channel();
-    let w = written.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -161,9 +165,8 @@ fn big_answer_target(size: usize) -> (u16, Arc<Mutex<Vec<usize>>>) {
             tx.send(l.local_addr().unwrap().port()).unwrap();
             loop {
                 let (mut s, _) = l.accept().await.unwrap();
-                let w = w.clone();
+                let answer = answer.clone();
                 tokio::spawn(async move {
-                    // Read the request head and its (small) body.
                     let mut req = Vec::new();
                     let mut buf = [0u8; 8192];
                     while !req.windows(4).any(|x| x == b"\r\n\r\n") {
@@ -172,25 +175,40 @@ fn big_answer_target(size: usize) -> (u16, Arc<Mutex<Vec<usize>>>) {
                             Ok(n) => req.extend_from_slice(&buf[..n]),
                         }
                     }
-                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
-                    if s.write_all(head.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    let chunk = vec![b'x'; 64 * 1024];
-                    let mut sent = 0;
-                    while sent < size {
-                        if s.write_all(&chunk).await.is_err() {
-                            break;
-                        }
-                        sent += chunk.len();
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    w.lock().unwrap().push(sent);
+                    answer(s).await;
                 });
             }
         });
     });
-    (rx.recv().unwrap(), written)
+    rx.recv().unwrap()
+}
+
+/// A target that answers every request with `size` bytes, 64 KiB at a time;
+/// records how many bytes of each answer it managed to write.
+fn big_answer_target(size: usize) -> (u16, Arc<Mutex<Vec<usize>>>) {
+    use tokio::io::AsyncWriteExt;
+    let written: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let w = written.clone();
+    let port = raw_target(move |mut s| {
+        let w = w.clone();
+        async move {
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+            if s.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < size {
+                if s.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            w.lock().unwrap().push(sent);
+        }
+    });
+    (port, written)
 }
 
 fn rss(pid: u32) -> u64 {
@@ -385,49 +403,27 @@ struct Held {
 /// the connection); records the most requests it held at once, and how many
 /// it answered.
 fn slow_target(hold: Duration) -> (u16, Arc<Mutex<Held>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let seen: Arc<Mutex<Held>> = Arc::default();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let s2 = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            loop {
-                let (mut s, _) = l.accept().await.unwrap();
-                let seen = s2.clone();
-                tokio::spawn(async move {
-                    let mut req = Vec::new();
-                    let mut buf = [0u8; 8192];
-                    while !req.windows(4).any(|x| x == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    {
-                        let mut g = seen.lock().unwrap();
-                        g.now += 1;
-                        g.most = g.most.max(g.now);
-                    }
-                    tokio::time::sleep(hold).await;
-                    let _ = s
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
-                    let mut g = seen.lock().unwrap();
-                    g.now -= 1;
-                    g.answered += 1;
-                });
+    let held = seen.clone();
+    let port = raw_target(move |mut s| {
+        let held = held.clone();
+        async move {
+            {
+                let mut g = held.lock().unwrap();
+                g.now += 1;
+                g.most = g.most.max(g.now);
             }
-        });
+            tokio::time::sleep(hold).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+            let mut g = held.lock().unwrap();
+            g.now -= 1;
+            g.answered += 1;
+        }
     });
-    (rx.recv().unwrap(), seen)
+    (port, seen)
 }
 
 #[test]

@@ -181,6 +181,23 @@ fn edge_limits_have_documented_defaults_and_are_checked() {
 }
 
 #[test]
+fn outbox_workers_are_set_apart_from_plugin_workers_and_checked() {
+    let c = parse("[plugins]\nworkers = 2\n[outbox]\nworkers = 64\n").unwrap();
+    assert_eq!((c.plugins.workers, c.outbox.workers), (2, 64));
+    let c = parse("[plugins]\nworkers = 2\n").unwrap();
+    assert_eq!(
+        c.outbox.workers, 16,
+        "the default, whatever plugins.workers is"
+    );
+    for bad in ["0", "257"] {
+        let err = parse(&format!("[outbox]\nworkers = {bad}\n")).unwrap_err();
+        assert_eq!(err.key, "outbox.workers", "{bad}: {err}");
+        assert!(err.message.contains("out of range"), "{bad}: {err}");
+    }
+    assert!(parse("[outbox]\nworkers = -1\n").is_err());
+}
+
+#[test]
 fn an_exposed_admin_listener_needs_a_token() {
     let err = parse("[server]\nadmin_listen = \"0.0.0.0:8081\"\n").unwrap_err();
     assert_eq!(err.key, "server.admin_listen");

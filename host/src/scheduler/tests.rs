@@ -13,6 +13,16 @@ use tokio::time::Instant;
 
 use super::*;
 
+/// The loop's knobs as the dispatcher's, with `workers` and `prefetch`.
+fn settings(workers: usize, prefetch: usize) -> Settings {
+    Settings {
+        workers,
+        prefetch,
+        poll: Duration::from_millis(200),
+        work: Work::Deliveries,
+    }
+}
+
 fn half(workers: usize) -> impl Fn(&str) -> usize {
     move |_| (workers / 2).max(1)
 }
@@ -177,12 +187,7 @@ async fn drive(
     let pool = tokio::spawn(async move {
         let wake = Wake::default();
         run(
-            Settings {
-                workers: 4,
-                prefetch: 8,
-                poll: Duration::from_millis(200),
-                work: Work::Deliveries,
-            },
+            settings(4, 8),
             half(4),
             &wake,
             tokio::sync::mpsc::unbounded_channel().1,
@@ -259,12 +264,7 @@ async fn stop_gives_back_what_never_started_and_waits_for_the_rest() {
     let pool = tokio::spawn(async move {
         let wake = Wake::default();
         run(
-            Settings {
-                workers: 2,
-                prefetch: 8,
-                poll: Duration::from_millis(200),
-                work: Work::Deliveries,
-            },
+            settings(2, 8),
             |_| 1,
             &wake,
             tokio::sync::mpsc::unbounded_channel().1,
@@ -315,12 +315,7 @@ async fn queued_items_start_while_a_slow_claim_waits_for_its_commit() {
     let pool = tokio::spawn(async move {
         let wake = Wake::default();
         run(
-            Settings {
-                workers: 2,
-                prefetch: 4,
-                poll: Duration::from_millis(200),
-                work: Work::Deliveries,
-            },
+            settings(2, 4),
             |_| 2,
             &wake,
             tokio::sync::mpsc::unbounded_channel().1,

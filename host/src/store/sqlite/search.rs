@@ -51,23 +51,24 @@ enum Lane {
     Indexing,
 }
 
-/// Schedules the calling thread on `lane`; elsewhere than Linux, and where
-/// the policy cannot change, both lanes are nice 10.
+/// Schedules the calling thread on `lane`. Where the policy cannot change,
+/// the thread stays at nice 10 in both lanes.
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn enter(lane: Lane) {
-    #[cfg(target_os = "linux")]
-    {
-        let policy = match lane {
-            Lane::Reading => libc::SCHED_OTHER,
-            Lane::Indexing => libc::SCHED_IDLE,
-        };
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid sched_param that outlives the call; pid 0
-        // is the calling thread; both policies take priority 0.
-        let _ = unsafe { libc::sched_setscheduler(0, policy, &param) };
-    }
-    let _ = lane;
+    let policy = match lane {
+        Lane::Reading => libc::SCHED_OTHER,
+        Lane::Indexing => libc::SCHED_IDLE,
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is
+    // the calling thread; both policies take priority 0.
+    let _ = unsafe { libc::sched_setscheduler(0, policy, &param) };
 }
+
+/// Elsewhere than Linux both lanes are nice 10.
+#[cfg(not(target_os = "linux"))]
+fn enter(_: Lane) {}
 
 /// `data/hookrouter.db` → `data/hookrouter.db-search`.
 pub(super) fn search_path(store: &Path) -> PathBuf {
@@ -235,7 +236,6 @@ impl Search {
         events.pragma_update(None, "cache_size", -512)?;
         let mut mark = *self.indexed.borrow();
         while !self.stop.load(Ordering::Relaxed) {
-            enter(Lane::Reading);
             let forgot = forget(&events, &mut index)?;
             if !forgot.is_empty() {
                 // Counted in the writer's queue like every command it takes.
@@ -260,6 +260,7 @@ impl Search {
 
 /// Removes from the index the events the writer deleted; returns their `seq`s.
 fn forget(events: &Connection, index: &mut Connection) -> rusqlite::Result<Vec<i64>> {
+    enter(Lane::Reading);
     let gone: Vec<i64> = events
         .prepare_cached("SELECT seq FROM search_gone ORDER BY seq LIMIT ?1")?
         .query_map([BATCH as i64], |r| r.get(0))?
