@@ -49,19 +49,32 @@ const POLL: Duration = Duration::from_millis(200);
 const OVERDUE: Duration = Duration::from_secs(5);
 
 /// Deliveries handed over from ingress per worker (see `handoff`), beyond
-/// what the workers claim ahead.
-pub(crate) const HANDOFF_PER_WORKER: usize = 8;
+/// what the workers claim ahead. At 8, the events of a burst past the hand-off
+/// were stored unleased and claimed: claims took 9% of the store writer's time
+/// end to end. At 64, the writer's CPU per event fell by a sixth and the rate
+/// end to end rose by an eighth (BENCHMARKS.md). The leases do not grow with
+/// it: a delivery that waited too long is not started (see [`start_by`]).
+pub(crate) const HANDOFF_PER_WORKER: usize = 64;
 
 /// Outcomes being recorded at once: a worker takes its next delivery while the
 /// last one's outcome waits for its commit, up to this many in all.
 const RECORDING: u32 = 4096;
 
-/// How long a claimed or handed-over delivery stays leased: the wait in the
-/// local queues (about `PREFETCH` + `HANDOFF_PER_WORKER` deadlines of the
-/// slowest plugin), the run, and a margin.
+/// How long a claimed or handed-over delivery stays leased: a wait in the local
+/// queues of about `PREFETCH + 8` deadlines of the slowest plugin, the run, and
+/// a margin.
 pub(crate) fn lease(config: &crate::config::Config) -> Duration {
     let (slowest, _) = config.plugin_maxima();
-    slowest * (PREFETCH + HANDOFF_PER_WORKER + 2) as u32 + LEASE_MARGIN
+    slowest * (PREFETCH + 10) as u32 + LEASE_MARGIN
+}
+
+/// The latest start of a delivery leased now: its lease must still cover the
+/// longest run. A delivery queued past it (a hand-off full of runs that each
+/// last until their deadline) is dropped unrun; the store serves it again when
+/// its lease has passed, so it never runs twice at once.
+pub(crate) fn start_by(config: &crate::config::Config) -> std::time::Instant {
+    let (slowest, _) = config.plugin_maxima();
+    crate::handoff::start_by(lease(config), slowest + OVERDUE)
 }
 
 #[derive(Clone)]
@@ -119,6 +132,7 @@ impl Dispatcher {
         let recording = self.recording.clone();
         let handle = move |handed: Handed<ClaimedDelivery>| {
             let this = self.clone();
+            let startable = handed.startable();
             let delivery = &handed.item;
             let span = tracing::info_span!(
                 "delivery",
@@ -128,7 +142,13 @@ impl Dispatcher {
                 plugin = %delivery.plugin,
             );
             async move {
-                this.deliver(handed.item).await;
+                if startable {
+                    this.deliver(handed.item).await;
+                } else {
+                    tracing::warn!(
+                        "delivery waited in the local queue until its lease could no longer cover a run; left to the store, which serves it again once the lease has passed"
+                    );
+                }
                 // The hand-off slot goes back once the run is over.
                 drop(handed.slot);
             }
@@ -177,10 +197,12 @@ impl Dispatcher {
             return Vec::new();
         }
         match self.store.claim_deliveries(claim).await {
-            Ok(ds) => ds
-                .into_iter()
-                .map(|d| (d.plugin.clone(), Handed::claimed(d)))
-                .collect(),
+            Ok(ds) => {
+                let start_by = start_by(&self.live.load().config);
+                ds.into_iter()
+                    .map(|d| (d.plugin.clone(), Handed::claimed(d, start_by)))
+                    .collect()
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim deliveries");
                 Vec::new()
@@ -332,9 +354,8 @@ impl Dispatcher {
             return;
         };
         let (store, handoff) = (self.store.clone(), self.handoff.clone());
-        let forward_lease = crate::outbox::lease(&live.config);
         let record = async move {
-            record(&store, &handoff, id, token, outcome, forward_lease).await;
+            record(&store, &handoff, id, token, outcome, &live.config).await;
             drop(permit);
         };
         tokio::spawn(record.instrument(tracing::Span::current()));
@@ -352,7 +373,7 @@ async fn record(
     id: crate::store::DeliveryId,
     token: crate::store::LeaseToken,
     outcome: DeliveryOutcome,
-    forward_lease: Duration,
+    config: &crate::config::Config,
 ) {
     let sendable = match &outcome {
         DeliveryOutcome::Done { forwards, .. } => {
@@ -361,7 +382,7 @@ async fn record(
         _ => 0,
     };
     let slots = handoff.forwards.reserve(sendable);
-    let lease = slots.as_ref().map(|_| forward_lease);
+    let lease = slots.as_ref().map(|_| crate::outbox::lease(config));
     match store
         .finish_delivery_leased(id, token, outcome, lease)
         .await
@@ -371,7 +392,9 @@ async fn record(
                 .into_iter()
                 .map(|f| (crate::outbox::target_key(&f.url), f))
                 .collect();
-            handoff.forwards.send(keyed, slots);
+            handoff
+                .forwards
+                .send(keyed, slots, crate::outbox::start_by(config));
         }
         Ok((Finished::Stale, _)) => {
             tracing::warn!("delivery outcome not recorded: its lease had passed to another attempt")

@@ -8,9 +8,11 @@
 //! has run, so the queues never hold more than their capacity.
 //! Never: replaces the store: every handed item is committed first, leased, and
 //! recovered from the store like claimed work (its lease expires if this
-//! process dies, and a stop gives it back).
+//! process dies, and a stop gives it back). Never starts an item so late that
+//! its lease could end before its run does (see [`Handed::start_by`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -21,13 +23,34 @@ use crate::store::{ClaimedDelivery, ClaimedForward};
 pub(crate) struct Handed<T> {
     pub item: T,
     pub slot: Option<OwnedSemaphorePermit>,
+    /// The last moment its run may start: its lease then still covers the
+    /// longest run. A worker that reaches it later drops it unrun, and the
+    /// store serves it again once the lease has passed, so a queue longer than
+    /// the lease allows never runs an item twice at once.
+    pub start_by: Instant,
 }
 
 impl<T> Handed<T> {
     /// Claimed work: it holds no hand-off slot.
-    pub(crate) fn claimed(item: T) -> Handed<T> {
-        Handed { item, slot: None }
+    pub(crate) fn claimed(item: T, start_by: Instant) -> Handed<T> {
+        Handed {
+            item,
+            slot: None,
+            start_by,
+        }
     }
+
+    /// Whether it may still start: false once `start_by` has passed.
+    pub(crate) fn startable(&self) -> bool {
+        Instant::now() <= self.start_by
+    }
+}
+
+/// When work leased for `lease` from now, whose run lasts at most `run`, must
+/// start at the latest (with a few seconds to spare for clocks and commits).
+pub(crate) fn start_by(lease: std::time::Duration, run: std::time::Duration) -> Instant {
+    let spare = std::time::Duration::from_secs(5);
+    Instant::now() + lease.saturating_sub(run + spare)
 }
 
 /// One bounded queue of handed items, keyed (by plugin) for the scheduler.
@@ -58,9 +81,15 @@ impl<T> Lane<T> {
         self.slots.clone().try_acquire_many_owned(n as u32).ok()
     }
 
-    /// Sends committed, leased items, one reserved slot each. Items beyond the
-    /// slots (none, when `reserve` asked for as many) keep no slot.
-    pub(crate) fn send(&self, items: Vec<(String, T)>, mut slots: Option<OwnedSemaphorePermit>) {
+    /// Sends committed, leased items, one reserved slot each, to be started by
+    /// `start_by`. Items beyond the slots (none, when `reserve` asked for as
+    /// many) keep no slot.
+    pub(crate) fn send(
+        &self,
+        items: Vec<(String, T)>,
+        mut slots: Option<OwnedSemaphorePermit>,
+        start_by: Instant,
+    ) {
         for (key, item) in items {
             let slot = slots.as_mut().and_then(|s| {
                 if s.num_permits() > 1 {
@@ -72,7 +101,14 @@ impl<T> Lane<T> {
             let slot = slot.or_else(|| slots.take());
             // A closed receiver (the pool has stopped): the item stays leased in
             // the store and is given back at shutdown or taken over after expiry.
-            let _ = self.tx.send((key, Handed { item, slot }));
+            let _ = self.tx.send((
+                key,
+                Handed {
+                    item,
+                    slot,
+                    start_by,
+                },
+            ));
         }
     }
 }
@@ -118,7 +154,11 @@ mod tests {
         assert!(lane.reserve(4).is_none(), "more than the capacity");
         let slots = lane.reserve(2).unwrap();
         assert!(lane.reserve(2).is_none(), "one slot left");
-        lane.send(vec![("a".into(), 1), ("b".into(), 2)], Some(slots));
+        lane.send(
+            vec![("a".into(), 1), ("b".into(), 2)],
+            Some(slots),
+            Instant::now() + std::time::Duration::from_secs(60),
+        );
         let (k1, h1) = rx.recv().await.unwrap();
         let (k2, h2) = rx.recv().await.unwrap();
         assert_eq!(
@@ -126,8 +166,24 @@ mod tests {
             ("a", 1, "b", 2)
         );
         assert!(h1.slot.is_some() && h2.slot.is_some(), "one slot each");
+        assert!(h1.startable() && h2.startable());
         drop(h1);
         assert!(lane.reserve(2).is_some(), "a slot returned with its item");
         assert!(lane.reserve(0).is_none());
+    }
+
+    #[test]
+    fn an_item_may_start_until_its_lease_no_longer_covers_a_run() {
+        let secs = std::time::Duration::from_secs;
+        // Leased for 72 s, runs of at most 6 s: start within 72 - 6 - 5 = 61 s.
+        let by = start_by(secs(72), secs(6));
+        let left = by - Instant::now();
+        assert!(left > secs(60) && left <= secs(61), "{left:?}");
+        let fresh = Handed::claimed(1, by);
+        assert!(fresh.startable());
+        let late = Handed::claimed(2, Instant::now() - secs(1));
+        assert!(!late.startable(), "past its start-by: dropped unrun");
+        // A run longer than the lease: never startable after now.
+        assert!(start_by(secs(3), secs(6)) <= Instant::now());
     }
 }

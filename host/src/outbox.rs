@@ -69,6 +69,15 @@ pub(crate) fn lease(config: &crate::config::Config) -> Duration {
     config.outbox.timeout * (PREFETCH as u32 + 1) + Duration::from_secs(30)
 }
 
+/// The latest start of a forward leased now: its lease must still cover the
+/// request and the read of the answer (see `Handed::start_by`).
+pub(crate) fn start_by(config: &crate::config::Config) -> std::time::Instant {
+    crate::handoff::start_by(lease(config), config.outbox.timeout + ANSWER_READ)
+}
+
+/// How long the answer's body is read at most after its head.
+const ANSWER_READ: Duration = Duration::from_secs(1);
+
 /// Forwards claimed per worker beyond the free ones.
 const PREFETCH: usize = 8;
 
@@ -132,10 +141,12 @@ impl Outbox {
                 let limit = room.for_key("");
                 let lease = lease(&this.live.load().config);
                 match this.store.claim_forwards(limit.max(1), lease).await {
-                    Ok(fs) => fs
-                        .into_iter()
-                        .map(|f| (target_key(&f.url), Handed::claimed(f)))
-                        .collect(),
+                    Ok(fs) => {
+                        let start_by = start_by(&this.live.load().config);
+                        fs.into_iter()
+                            .map(|f| (target_key(&f.url), Handed::claimed(f, start_by)))
+                            .collect()
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim forwards");
                         Vec::new()
@@ -154,10 +165,17 @@ impl Outbox {
         let recording = self.recording.clone();
         let handle = move |handed: Handed<ClaimedForward>| {
             let this = self.clone();
+            let startable = handed.startable();
             let f = &handed.item;
             let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, forward_id = %webhook_id(f.id), url = %forward_policy::redact(&f.url));
             async move {
-                this.send(handed.item).await;
+                if startable {
+                    this.send(handed.item).await;
+                } else {
+                    tracing::warn!(
+                        "forward waited in the local queue until its lease could no longer cover a request; left to the store, which serves it again once the lease has passed"
+                    );
+                }
                 drop(handed.slot);
             }
             .instrument(span)
@@ -303,7 +321,7 @@ impl Outbox {
         let status = resp.status();
         // Read a little of the answer, never more than MAX_ANSWER_BYTES: a
         // short answer lets the connection be reused, a long one is cut off.
-        let _ = tokio::time::timeout(Duration::from_secs(1), read_some(resp.into_body())).await;
+        let _ = tokio::time::timeout(ANSWER_READ, read_some(resp.into_body())).await;
         match status {
             s if s.is_success() => Ok(s.as_u16()),
             StatusCode::GONE => Err(Failure {

@@ -117,7 +117,8 @@ impl Ingress {
             .await
             .map(|(ingested, handed)| {
                 let keyed = handed.into_iter().map(|d| (d.plugin.clone(), d)).collect();
-                self.handoff.deliveries.send(keyed, slots);
+                let start_by = crate::dispatch::start_by(&live.config);
+                self.handoff.deliveries.send(keyed, slots, start_by);
                 ingested
             });
         let (status, body) = match answer {
