@@ -26,25 +26,40 @@ fn delete_event(tx: &Connection, id: &str) -> rusqlite::Result<usize> {
         .execute([id])
 }
 
+/// The emitted descendants of a root, through the partial index events_root
+/// (which holds only events with a parent).
+pub(super) const DESCENDANTS: &str =
+    "SELECT id FROM events WHERE root_id = ?1 AND parent_id IS NOT NULL";
+
+/// Whether a descendant of a root is pending or dead, read from events_root.
+pub(super) const DESCENDANT_OPEN: &str = "SELECT EXISTS (SELECT 1 FROM events
+     WHERE root_id = ?1 AND parent_id IS NOT NULL AND status IN ('pending', 'dead'))";
+
 /// Deletes every event of the tree rooted at `root`, with their rows.
 fn delete_tree(tx: &Connection, root: &str) -> rusqlite::Result<usize> {
-    let members: Vec<String> = tx
-        .prepare_cached("SELECT id FROM events WHERE root_id = ?1")?
+    let descendants: Vec<String> = tx
+        .prepare_cached(DESCENDANTS)?
         .query_map([root], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut n = 0;
-    for id in &members {
+    for id in &descendants {
         n += delete_event(tx, id)?;
     }
-    Ok(n)
+    Ok(n + delete_event(tx, root)?)
 }
 
 /// Whether anything of the tree rooted at `root` is still pending or dead.
 fn tree_open(tx: &Connection, root: &str) -> rusqlite::Result<bool> {
-    tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE root_id = ?1 AND status IN ('pending', 'dead'))",
-    )?
-    .query_row([root], |r| r.get(0))
+    let own: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1 AND status IN ('pending', 'dead'))",
+        )?
+        .query_row([root], |r| r.get(0))?;
+    if own {
+        return Ok(true);
+    }
+    tx.prepare_cached(DESCENDANT_OPEN)?
+        .query_row([root], |r| r.get(0))
 }
 
 /// The oldest finished roots. The partial index events_prunable holds exactly

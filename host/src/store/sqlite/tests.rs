@@ -323,6 +323,28 @@ async fn pruning_reads_the_partial_index_not_every_finished_event() {
 }
 
 #[tokio::test]
+async fn a_tree_is_found_through_the_partial_tree_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let _store = SqliteStore::open(&path, 1000).unwrap();
+    let conn = schema::open(&path).unwrap();
+    for sql in [super::retain::DESCENDANTS, super::retain::DESCENDANT_OPEN] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(["r"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("; ");
+        assert!(
+            plan.contains("events_root") && !plan.contains("SCAN events"),
+            "{sql}: {plan}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_broken_search_index_is_rebuilt_and_never_stops_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
