@@ -311,6 +311,27 @@ events = ["payment_*"]
         out
     }
 
+    /// Bytes the store's writer thread has handed to `write`/`pwrite` so far
+    /// (`wchar` of its `/proc` io): the WAL frames of its commits.
+    fn writer_bytes(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.proc.id())) else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "store-writer")
+            })
+            .filter_map(|t| std::fs::read_to_string(t.path().join("io")).ok())
+            .filter_map(|io| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix("wchar:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .sum()
+    }
+
     /// The store's commits so far and the commands they carried, from the
     /// router's own `/metrics` (`hookrouter_store_batch_size`).
     async fn batches(&self) -> (f64, f64) {
@@ -475,6 +496,7 @@ async fn through(
 ) -> f64 {
     let acks: Times = Arc::default();
     let cpu_before = router.cpu_by_thread();
+    let written_before = router.writer_bytes();
     let batches_before = router.batches().await;
     let started = Instant::now();
     let sent = load(
@@ -489,6 +511,7 @@ async fn through(
     drained(&acks, &arrivals, Duration::from_secs(180)).await;
     let total = started.elapsed().as_secs_f64();
     let cpu_after = router.cpu_by_thread();
+    let written = router.writer_bytes().saturating_sub(written_before);
     let batches_after = router.batches().await;
     let acked = acks.lock().unwrap().len();
     let arrived = lags(&acks, &arrivals).len();
@@ -551,13 +574,37 @@ async fn through(
         commits / arrived.max(1) as f64,
         commands / commits.max(1.0)
     );
+    if written > 0 {
+        println!(
+            "| store writer: bytes written per event (WAL frames, KiB) | {:.1} |",
+            written as f64 / 1024.0 / arrived.max(1) as f64
+        );
+    }
 
-    // Below saturation: half of what it sustained.
-    let rate = ((e2e / 2.0) as usize).max(50);
+    // Below saturation: half of what it sustained, or BENCH_PACED events/s (the
+    // same load for two builds: their CPU per event is then compared without
+    // the noise of a saturated machine).
+    let rate = std::env::var("BENCH_PACED")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(((e2e / 2.0) as usize).max(50));
     let acks: Times = Arc::default();
+    let cpu_before = router.cpu_by_thread();
     let sent = paced(router.addr, 16, rate, SECONDS, note_acks(&acks)).await;
     drained(&acks, &arrivals, Duration::from_secs(30)).await;
+    let cpu_after = router.cpu_by_thread();
     let lag = lags(&acks, &arrivals);
+    let paced_cpu: f64 = cpu_after
+        .iter()
+        .map(|(comm, t)| {
+            t.saturating_sub(cpu_before.get(comm).copied().unwrap_or_default())
+                .as_secs_f64()
+        })
+        .sum();
+    println!(
+        "| paced {rate} events/s: server CPU per event, µs | {:.0} |",
+        paced_cpu * 1e6 / lag.len().max(1) as f64
+    );
     println!(
         "| paced {rate} events/s (50%): acked / reached the sink | {sent} / {} |",
         lag.len()
