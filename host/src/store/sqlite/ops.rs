@@ -145,6 +145,24 @@ pub(super) fn adjust(
     Ok(())
 }
 
+/// Leases up to `?4` due deliveries of plugin `?3`. (`LIMIT ?4 + 0`, not
+/// `LIMIT ?4`: with a bare parameter as a subquery's LIMIT, SQLite reads its
+/// value while planning and compiles the statement again at every run.)
+pub(super) const CLAIM_DELIVERIES: &str = "UPDATE deliveries
+     SET lease_until = ?1, due_at = ?1, lease_token = ?5, lease_owner = ?6
+     WHERE id IN (SELECT id FROM deliveries
+                  WHERE plugin = ?3 AND state = 'pending' AND due_at <= ?2 AND lease_until <= ?2
+                  ORDER BY due_at LIMIT ?4 + 0)
+     RETURNING id, event_id, plugin, attempts";
+
+/// Leases up to `?3` due forwards (`+ 0`: see [`CLAIM_DELIVERIES`]).
+pub(super) const CLAIM_FORWARDS: &str = "UPDATE outbox
+     SET lease_until = ?1, due_at = ?1, lease_token = ?4, lease_owner = ?5
+     WHERE id IN (SELECT id FROM outbox
+                  WHERE state = 'pending' AND due_at <= ?2 AND lease_until <= ?2
+                  ORDER BY due_at, id LIMIT ?3 + 0)
+     RETURNING id, event_id, plugin, url, headers, body, attempts";
+
 pub(super) fn claim_deliveries(
     tx: &Connection,
     claim: &DeliveryClaim,
@@ -159,13 +177,7 @@ pub(super) fn claim_deliveries(
     // and when work is stored leased): leased work sits behind what is due, so
     // the scan never walks over work in flight (thousands of rows when outcomes
     // queue for the writer), and an expired lease is due again by itself.
-    let mut stmt = tx.prepare_cached(
-        "UPDATE deliveries SET lease_until = ?1, due_at = ?1, lease_token = ?5, lease_owner = ?6
-         WHERE id IN (SELECT id FROM deliveries
-                      WHERE plugin = ?3 AND state = 'pending' AND due_at <= ?2 AND lease_until <= ?2
-                      ORDER BY due_at LIMIT ?4)
-         RETURNING id, event_id, plugin, attempts",
-    )?;
+    let mut stmt = tx.prepare_cached(CLAIM_DELIVERIES)?;
     let mut rows: Vec<(i64, String, String, u32)> = Vec::new();
     for (plugin, limit) in &claim.plugins {
         if *limit == 0 {
@@ -558,13 +570,7 @@ pub(super) fn claim_forwards(
 ) -> rusqlite::Result<Vec<ClaimedForward>> {
     let until = now + lease.as_millis() as i64;
     let token = LeaseToken::new();
-    let mut stmt = tx.prepare_cached(
-        "UPDATE outbox SET lease_until = ?1, due_at = ?1, lease_token = ?4, lease_owner = ?5
-         WHERE id IN (SELECT id FROM outbox
-                      WHERE state = 'pending' AND due_at <= ?2 AND lease_until <= ?2
-                      ORDER BY due_at, id LIMIT ?3)
-         RETURNING id, event_id, plugin, url, headers, body, attempts",
-    )?;
+    let mut stmt = tx.prepare_cached(CLAIM_FORWARDS)?;
     let mut out: Vec<ClaimedForward> = stmt
         .query_map(params![until, now, limit as i64, token.0, owner], |r| {
             Ok(ClaimedForward {

@@ -89,14 +89,16 @@ pub(super) fn prune_events(tx: &Connection, cutoff: i64, batch: usize) -> rusqli
 /// Deletes up to `batch` dedupe records older than `cutoff` whose event is gone
 /// (a kept event is always its own duplicate, however old).
 pub(super) fn prune_dedupe(tx: &Connection, cutoff: i64, batch: usize) -> rusqlite::Result<usize> {
-    tx.prepare_cached(
-        "DELETE FROM dedupe WHERE (source, external_id) IN (
-             SELECT source, external_id FROM dedupe
-             WHERE received_at < ?1 AND NOT EXISTS (SELECT 1 FROM events WHERE id = dedupe.event_id)
-             LIMIT ?2)",
-    )?
-    .execute(params![cutoff, batch as i64])
+    tx.prepare_cached(PRUNE_DEDUPE)?
+        .execute(params![cutoff, batch as i64])
 }
+
+/// (`LIMIT ?2 + 0`: a bare parameter as a subquery's LIMIT makes SQLite
+/// compile the statement again at every run; see `ops::CLAIM_DELIVERIES`.)
+pub(super) const PRUNE_DEDUPE: &str = "DELETE FROM dedupe WHERE (source, external_id) IN (
+     SELECT source, external_id FROM dedupe
+     WHERE received_at < ?1 AND NOT EXISTS (SELECT 1 FROM events WHERE id = dedupe.event_id)
+     LIMIT ?2 + 0)";
 
 /// Deletes one dead entry; then its event, if nothing else of it (and, for a
 /// root, of its tree) is pending or dead. Returns (entry deleted, events deleted).
