@@ -569,11 +569,14 @@ async fn through(
 
     let commits = batches_after.0 - batches_before.0;
     let commands = batches_after.1 - batches_before.1;
-    println!(
-        "| store commits per event / commands per commit | {:.2} / {:.1} |",
-        commits / arrived.max(1) as f64,
-        commands / commits.max(1.0)
-    );
+    // (The reference pipeline has no store and no /metrics.)
+    if commits > 0.0 {
+        println!(
+            "| store commits per event / commands per commit | {:.2} / {:.1} |",
+            commits / arrived.max(1) as f64,
+            commands / commits.max(1.0)
+        );
+    }
     if written > 0 {
         println!(
             "| store writer: bytes written per event (WAL frames, KiB) | {:.1} |",
