@@ -12,8 +12,15 @@ import sqlite3
 import struct
 import sys
 
+if len(sys.argv) != 2:
+    sys.exit(__doc__)
 d = sys.argv[1]
-wal = open(f"{d}/hookrouter.db-wal", "rb").read()
+try:
+    wal = open(f"{d}/hookrouter.db-wal", "rb").read()
+except OSError as e:
+    sys.exit(f"{e}: copy hookrouter.db and hookrouter.db-wal of a killed router into {d}")
+if len(wal) < 32:
+    sys.exit(f"{d}/hookrouter.db-wal holds no WAL header")
 _magic, _ver, psz, _seq, s1, s2, _c1, _c2 = struct.unpack(">8I", wal[:32])
 off, commits, cur = 32, [], []
 while off + 24 + psz <= len(wal):

@@ -285,17 +285,21 @@ events = ["payment_*"]
         }
     }
 
+    /// The `/proc` directories of the router's threads.
+    fn threads(&self) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(format!("/proc/{}/task", self.proc.id()))
+            .map(|tasks| tasks.flatten().map(|t| t.path()).collect())
+            .unwrap_or_default()
+    }
+
     /// CPU time (user + system) of each of the router's threads, summed by
     /// thread name: the tokio runtime (HTTP, dispatch, outbox, and plugin runs
     /// on its blocking threads), the store's writer and indexer, and the rest.
     fn cpu_by_thread(&self) -> HashMap<String, Duration> {
         let tick = 100.0; // USER_HZ
         let mut out = HashMap::new();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.proc.id())) else {
-            return out;
-        };
-        for t in tasks.flatten() {
-            let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+        for t in self.threads() {
+            let Ok(stat) = std::fs::read_to_string(t.join("stat")) else {
                 continue;
             };
             // pid (comm) state ... utime stime: fields 14 and 15.
@@ -314,16 +318,12 @@ events = ["payment_*"]
     /// Bytes the store's writer thread has handed to `write`/`pwrite` so far
     /// (`wchar` of its `/proc` io): the WAL frames of its commits.
     fn writer_bytes(&self) -> u64 {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.proc.id())) else {
-            return 0;
-        };
-        tasks
-            .flatten()
+        self.threads()
+            .into_iter()
             .filter(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| c.trim() == "store-writer")
+                std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "store-writer")
             })
-            .filter_map(|t| std::fs::read_to_string(t.path().join("io")).ok())
+            .filter_map(|t| std::fs::read_to_string(t.join("io")).ok())
             .filter_map(|io| {
                 io.lines()
                     .find_map(|l| l.strip_prefix("wchar:"))
@@ -589,8 +589,10 @@ async fn through(
     // the noise of a saturated machine).
     let rate = std::env::var("BENCH_PACED")
         .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(((e2e / 2.0) as usize).max(50));
+        .map_or(((e2e / 2.0) as usize).max(50), |r| {
+            r.parse()
+                .unwrap_or_else(|_| panic!("BENCH_PACED={r}: events per second, a whole number"))
+        });
     let acks: Times = Arc::default();
     let cpu_before = router.cpu_by_thread();
     let sent = paced(router.addr, 16, rate, SECONDS, note_acks(&acks)).await;

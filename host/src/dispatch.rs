@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::event::{Action, Event, EventId, unix_ms};
 use crate::forward_policy::{self, Policy};
-use crate::handoff::{Handed, Handoff};
+use crate::handoff::{Handed, Handoff, Terms};
 use crate::live::Shared;
 use crate::log_safe::Escaped;
 use crate::metrics::{self, InvocationLabels, KindLabel, METRICS, PluginLabel};
@@ -53,28 +53,25 @@ const OVERDUE: Duration = Duration::from_secs(5);
 /// were stored unleased and claimed: claims took 9% of the store writer's time
 /// end to end. At 64, the writer's CPU per event fell by a sixth and the rate
 /// end to end rose by an eighth (BENCHMARKS.md). The leases do not grow with
-/// it: a delivery that waited too long is not started (see [`start_by`]).
+/// it: a delivery that waited too long is not started (see [`terms`]).
 pub(crate) const HANDOFF_PER_WORKER: usize = 64;
 
 /// Outcomes being recorded at once: a worker takes its next delivery while the
 /// last one's outcome waits for its commit, up to this many in all.
 const RECORDING: u32 = 4096;
 
-/// How long a claimed or handed-over delivery stays leased: a wait in the local
-/// queues of about `PREFETCH + 8` deadlines of the slowest plugin, the run, and
-/// a margin.
-pub(crate) fn lease(config: &crate::config::Config) -> Duration {
+/// How long a claimed or handed-over delivery stays leased (a wait in the
+/// local queues of about `PREFETCH + 8` deadlines of the slowest plugin, the
+/// run, and a margin), and how long its run may last. A delivery queued past
+/// the start-by these give (a hand-off full of runs that each last until their
+/// deadline) is dropped unrun; the store serves it again when its lease has
+/// passed, so it never runs twice at once.
+pub(crate) fn terms(config: &crate::config::Config) -> Terms {
     let (slowest, _) = config.plugin_maxima();
-    slowest * (PREFETCH + 10) as u32 + LEASE_MARGIN
-}
-
-/// The latest start of a delivery leased now: its lease must still cover the
-/// longest run. A delivery queued past it (a hand-off full of runs that each
-/// last until their deadline) is dropped unrun; the store serves it again when
-/// its lease has passed, so it never runs twice at once.
-pub(crate) fn start_by(config: &crate::config::Config) -> std::time::Instant {
-    let (slowest, _) = config.plugin_maxima();
-    crate::handoff::start_by(lease(config), slowest + OVERDUE)
+    Terms {
+        lease: slowest * (PREFETCH + 10) as u32 + LEASE_MARGIN,
+        run: slowest + OVERDUE,
+    }
 }
 
 #[derive(Clone)]
@@ -132,7 +129,6 @@ impl Dispatcher {
         let recording = self.recording.clone();
         let handle = move |handed: Handed<ClaimedDelivery>| {
             let this = self.clone();
-            let startable = handed.startable();
             let delivery = &handed.item;
             let span = tracing::info_span!(
                 "delivery",
@@ -141,18 +137,7 @@ impl Dispatcher {
                 source = %delivery.event.source,
                 plugin = %delivery.plugin,
             );
-            async move {
-                if startable {
-                    this.deliver(handed.item).await;
-                } else {
-                    tracing::warn!(
-                        "delivery waited in the local queue until its lease could no longer cover a run; left to the store, which serves it again once the lease has passed"
-                    );
-                }
-                // The hand-off slot goes back once the run is over.
-                drop(handed.slot);
-            }
-            .instrument(span)
+            async move { handed.run("delivery", |d| this.deliver(d)).await }.instrument(span)
         };
         let settings = scheduler::Settings {
             workers,
@@ -180,7 +165,7 @@ impl Dispatcher {
     /// the slowest plugin) and the run.
     async fn claim(&self, room: Room) -> Vec<(String, Handed<ClaimedDelivery>)> {
         let loaded = loaded_names(&self.registry);
-        let lease = lease(&self.live.load().config);
+        let terms = terms(&self.live.load().config);
         // One claim names every plugin with room, each up to its room.
         let claim = DeliveryClaim {
             plugins: loaded
@@ -191,14 +176,14 @@ impl Dispatcher {
                 })
                 .filter(|(_, limit)| *limit > 0)
                 .collect(),
-            lease,
+            lease: terms.lease,
         };
         if claim.plugins.is_empty() {
             return Vec::new();
         }
         match self.store.claim_deliveries(claim).await {
             Ok(ds) => {
-                let start_by = start_by(&self.live.load().config);
+                let start_by = terms.start_by();
                 ds.into_iter()
                     .map(|d| (d.plugin.clone(), Handed::claimed(d, start_by)))
                     .collect()
@@ -382,7 +367,8 @@ async fn record(
         _ => 0,
     };
     let slots = handoff.forwards.reserve(sendable);
-    let lease = slots.as_ref().map(|_| crate::outbox::lease(config));
+    let terms = crate::outbox::terms(config);
+    let lease = slots.as_ref().map(|_| terms.lease);
     match store
         .finish_delivery_leased(id, token, outcome, lease)
         .await
@@ -392,9 +378,7 @@ async fn record(
                 .into_iter()
                 .map(|f| (crate::outbox::target_key(&f.url), f))
                 .collect();
-            handoff
-                .forwards
-                .send(keyed, slots, crate::outbox::start_by(config));
+            handoff.forwards.send(keyed, slots, terms.start_by());
         }
         Ok((Finished::Stale, _)) => {
             tracing::warn!("delivery outcome not recorded: its lease had passed to another attempt")

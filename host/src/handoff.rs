@@ -9,10 +9,10 @@
 //! Never: replaces the store: every handed item is committed first, leased, and
 //! recovered from the store like claimed work (its lease expires if this
 //! process dies, and a stop gives it back). Never starts an item so late that
-//! its lease could end before its run does (see [`Handed::start_by`]).
+//! its lease could end before its run does (see [`Handed::run`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -44,13 +44,41 @@ impl<T> Handed<T> {
     pub(crate) fn startable(&self) -> bool {
         Instant::now() <= self.start_by
     }
+
+    /// Runs `work` on the item if it may still start; past its start-by, drops
+    /// it unrun with a warning naming `what` (the store serves it again once
+    /// its lease has passed). The slot goes back when the run is over.
+    pub(crate) async fn run<F: std::future::Future<Output = ()>>(
+        self,
+        what: &'static str,
+        work: impl FnOnce(T) -> F,
+    ) {
+        if self.startable() {
+            work(self.item).await;
+        } else {
+            tracing::warn!(
+                what,
+                "waited in the local queue until its lease could no longer cover a run; left to the store, which serves it again once the lease has passed"
+            );
+        }
+        drop(self.slot);
+    }
 }
 
-/// When work leased for `lease` from now, whose run lasts at most `run`, must
-/// start at the latest (with a few seconds to spare for clocks and commits).
-pub(crate) fn start_by(lease: std::time::Duration, run: std::time::Duration) -> Instant {
-    let spare = std::time::Duration::from_secs(5);
-    Instant::now() + lease.saturating_sub(run + spare)
+/// How long work is leased to this process, and how long its run may last:
+/// together they give the last moment a queued item may start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Terms {
+    pub lease: Duration,
+    pub run: Duration,
+}
+
+impl Terms {
+    /// The start-by of work leased now, with a few seconds to spare for clocks
+    /// and commits.
+    pub(crate) fn start_by(&self) -> Instant {
+        Instant::now() + self.lease.saturating_sub(self.run + Duration::from_secs(5))
+    }
 }
 
 /// One bounded queue of handed items, keyed (by plugin) for the scheduler.
@@ -157,7 +185,7 @@ mod tests {
         lane.send(
             vec![("a".into(), 1), ("b".into(), 2)],
             Some(slots),
-            Instant::now() + std::time::Duration::from_secs(60),
+            Instant::now() + Duration::from_secs(60),
         );
         let (k1, h1) = rx.recv().await.unwrap();
         let (k2, h2) = rx.recv().await.unwrap();
@@ -172,11 +200,15 @@ mod tests {
         assert!(lane.reserve(0).is_none());
     }
 
-    #[test]
-    fn an_item_may_start_until_its_lease_no_longer_covers_a_run() {
-        let secs = std::time::Duration::from_secs;
+    #[tokio::test]
+    async fn an_item_may_start_until_its_lease_no_longer_covers_a_run() {
+        let secs = Duration::from_secs;
         // Leased for 72 s, runs of at most 6 s: start within 72 - 6 - 5 = 61 s.
-        let by = start_by(secs(72), secs(6));
+        let by = Terms {
+            lease: secs(72),
+            run: secs(6),
+        }
+        .start_by();
         let left = by - Instant::now();
         assert!(left > secs(60) && left <= secs(61), "{left:?}");
         let fresh = Handed::claimed(1, by);
@@ -184,6 +216,32 @@ mod tests {
         let late = Handed::claimed(2, Instant::now() - secs(1));
         assert!(!late.startable(), "past its start-by: dropped unrun");
         // A run longer than the lease: never startable after now.
-        assert!(start_by(secs(3), secs(6)) <= Instant::now());
+        let too_long = Terms {
+            lease: secs(3),
+            run: secs(6),
+        };
+        assert!(too_long.start_by() <= Instant::now());
+
+        // `run` runs the fresh item and drops the late one unrun; both give
+        // their slot back.
+        let (lane, mut rx) = Lane::<u32>::new(2);
+        lane.send(vec![("a".into(), 1)], lane.reserve(1), by);
+        lane.send(
+            vec![("a".into(), 2)],
+            lane.reserve(1),
+            Instant::now() - secs(1),
+        );
+        let ran = std::sync::Mutex::new(Vec::new());
+        for _ in 0..2 {
+            let (_, handed) = rx.recv().await.unwrap();
+            handed
+                .run("test item", |i| {
+                    let ran = &ran;
+                    async move { ran.lock().unwrap().push(i) }
+                })
+                .await;
+        }
+        assert_eq!(*ran.lock().unwrap(), vec![1]);
+        assert!(lane.reserve(2).is_some(), "both slots came back");
     }
 }

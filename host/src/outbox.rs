@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::event::unix_ms;
 use crate::forward_policy::{self, MAX_ANSWER_BYTES, Permit};
-use crate::handoff::Handed;
+use crate::handoff::{Handed, Terms};
 use crate::live::Shared;
 use crate::metrics::{self, METRICS, OutcomeLabel};
 use crate::scheduler::Room;
@@ -63,16 +63,15 @@ pub fn webhook_id(forward_id: ForwardId) -> String {
     forward_id.to_string()
 }
 
-/// How long a claimed or handed-over forward stays leased: the wait in the
-/// local queues (about `PREFETCH` request timeouts), the request, a margin.
-pub(crate) fn lease(config: &crate::config::Config) -> Duration {
-    config.outbox.timeout * (PREFETCH as u32 + 1) + Duration::from_secs(30)
-}
-
-/// The latest start of a forward leased now: its lease must still cover the
-/// request and the read of the answer (see `Handed::start_by`).
-pub(crate) fn start_by(config: &crate::config::Config) -> std::time::Instant {
-    crate::handoff::start_by(lease(config), config.outbox.timeout + ANSWER_READ)
+/// How long a claimed or handed-over forward stays leased (the wait in the
+/// local queues, about `PREFETCH` request timeouts, the request, a margin), and
+/// how long its request may last with the read of the answer (see
+/// `Handed::run`).
+pub(crate) fn terms(config: &crate::config::Config) -> Terms {
+    Terms {
+        lease: config.outbox.timeout * (PREFETCH as u32 + 1) + Duration::from_secs(30),
+        run: config.outbox.timeout + ANSWER_READ,
+    }
 }
 
 /// How long the answer's body is read at most after its head.
@@ -139,10 +138,10 @@ impl Outbox {
             async move {
                 // The claim is not per target: ask for what the queues may hold.
                 let limit = room.for_key("");
-                let lease = lease(&this.live.load().config);
-                match this.store.claim_forwards(limit.max(1), lease).await {
+                let terms = terms(&this.live.load().config);
+                match this.store.claim_forwards(limit.max(1), terms.lease).await {
                     Ok(fs) => {
-                        let start_by = start_by(&this.live.load().config);
+                        let start_by = terms.start_by();
                         fs.into_iter()
                             .map(|f| (target_key(&f.url), Handed::claimed(f, start_by)))
                             .collect()
@@ -165,20 +164,9 @@ impl Outbox {
         let recording = self.recording.clone();
         let handle = move |handed: Handed<ClaimedForward>| {
             let this = self.clone();
-            let startable = handed.startable();
             let f = &handed.item;
             let span = tracing::info_span!("forward", event_id = %f.event_id, plugin = %f.plugin, forward_id = %webhook_id(f.id), url = %forward_policy::redact(&f.url));
-            async move {
-                if startable {
-                    this.send(handed.item).await;
-                } else {
-                    tracing::warn!(
-                        "forward waited in the local queue until its lease could no longer cover a request; left to the store, which serves it again once the lease has passed"
-                    );
-                }
-                drop(handed.slot);
-            }
-            .instrument(span)
+            async move { handed.run("forward", |f| this.send(f)).await }.instrument(span)
         };
         let quota = move |_: &str| (workers / 2).max(1);
         let settings = crate::scheduler::Settings {

@@ -110,15 +110,16 @@ impl Ingress {
         let slots = loaded
             .then(|| self.handoff.deliveries.reserve(new.plugins.len()))
             .flatten();
-        let lease = slots.as_ref().map(|_| crate::dispatch::lease(&live.config));
+        let terms = slots.as_ref().map(|_| crate::dispatch::terms(&live.config));
         let answer = self
             .store
-            .ingest_leased(new, lease)
+            .ingest_leased(new, terms.map(|t| t.lease))
             .await
             .map(|(ingested, handed)| {
                 let keyed = handed.into_iter().map(|d| (d.plugin.clone(), d)).collect();
-                let start_by = crate::dispatch::start_by(&live.config);
-                self.handoff.deliveries.send(keyed, slots, start_by);
+                if let Some(terms) = terms {
+                    self.handoff.deliveries.send(keyed, slots, terms.start_by());
+                }
                 ingested
             });
         let (status, body) = match answer {

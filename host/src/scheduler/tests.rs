@@ -142,6 +142,48 @@ struct Due {
 }
 
 /// What the handler saw: (key, item, started, finished), times since `t0`.
+/// The loop on a task of its own, with no hand-off inbox; what it gives back
+/// at stop is kept for [`stop`].
+fn spawn_loop<T, C, CF, H, HF>(
+    settings: Settings,
+    quota: impl Fn(&str) -> usize + Send + 'static,
+    claim: C,
+    handle: H,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<Vec<T>>)
+where
+    T: Send + 'static,
+    C: Fn(Room) -> CF + Send + 'static,
+    CF: std::future::Future<Output = Vec<(String, T)>> + Send + 'static,
+    H: Fn(T) -> HF + Send + 'static,
+    HF: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let given_back = Arc::new(Mutex::new(Vec::new()));
+        let g = given_back.clone();
+        let wake = Wake::default();
+        run(
+            settings,
+            quota,
+            &wake,
+            tokio::sync::mpsc::unbounded_channel().1,
+            stop_rx,
+            claim,
+            handle,
+            move |left: Vec<T>| async move { g.lock().unwrap().extend(left) },
+        )
+        .await;
+        std::mem::take(&mut *given_back.lock().unwrap())
+    });
+    (stop_tx, task)
+}
+
+/// Stops the loop; returns what it gave back once it has returned.
+async fn stop<T>(stop: watch::Sender<bool>, task: tokio::task::JoinHandle<Vec<T>>) -> Vec<T> {
+    stop.send(true).unwrap();
+    task.await.unwrap()
+}
+
 type Log = Arc<Mutex<Vec<(String, u32, Duration, Duration)>>>;
 
 /// Runs the loop with 4 workers and quotas of 2 over `due`, where an item of
@@ -154,7 +196,6 @@ async fn drive(
     let t0 = Instant::now();
     let due = Arc::new(Mutex::new(due));
     let log: Log = Arc::default();
-    let (stop_tx, stop_rx) = watch::channel(false);
     let d = due.clone();
     let claim = move |room: Room| {
         let now = t0.elapsed();
@@ -184,25 +225,12 @@ async fn drive(
             log.lock().unwrap().push((key, item, started, t0.elapsed()));
         }
     };
-    let pool = tokio::spawn(async move {
-        let wake = Wake::default();
-        run(
-            settings(4, 8),
-            half(4),
-            &wake,
-            tokio::sync::mpsc::unbounded_channel().1,
-            stop_rx,
-            claim,
-            handle,
-            |left: Vec<(String, u32)>| async move { assert!(left.is_empty(), "{left:?}") },
-        )
-        .await
-    });
+    let (stop_tx, pool) = spawn_loop(settings(4, 8), half(4), claim, handle);
     while log.lock().unwrap().len() < total {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop_tx.send(true).unwrap();
-    pool.await.unwrap();
+    let left = stop(stop_tx, pool).await;
+    assert!(left.is_empty(), "{left:?}");
     log.lock().unwrap().clone()
 }
 
@@ -257,43 +285,28 @@ async fn a_plugin_at_its_deadline_every_time_delays_another_by_at_most_one_deadl
 #[tokio::test(start_paused = true)]
 async fn stop_gives_back_what_never_started_and_waits_for_the_rest() {
     let due = Arc::new(Mutex::new((0..20u32).collect::<VecDeque<_>>()));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let finished = Arc::new(Mutex::new(0usize));
-    let given_back = Arc::new(Mutex::new(Vec::new()));
-    let (d, f, g) = (due.clone(), finished.clone(), given_back.clone());
-    let pool = tokio::spawn(async move {
-        let wake = Wake::default();
-        run(
-            settings(2, 8),
-            |_| 1,
-            &wake,
-            tokio::sync::mpsc::unbounded_channel().1,
-            stop_rx,
-            move |room: Room| {
-                let mut due = d.lock().unwrap();
-                let n = room.for_key("p").min(due.len());
-                let out: Vec<_> = due.drain(..n).map(|i| ("p".to_string(), i)).collect();
-                async move { out }
-            },
-            move |_item: u32| {
-                let f = f.clone();
-                async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    *f.lock().unwrap() += 1;
-                }
-            },
-            move |left: Vec<u32>| async move { g.lock().unwrap().extend(left) },
-        )
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop_tx.send(true).unwrap();
-    pool.await.unwrap();
-    let (finished, back, left) = (
-        *finished.lock().unwrap(),
-        given_back.lock().unwrap().len(),
-        due.lock().unwrap().len(),
+    let (d, f) = (due.clone(), finished.clone());
+    let (stop_tx, pool) = spawn_loop(
+        settings(2, 8),
+        |_| 1,
+        move |room: Room| {
+            let mut due = d.lock().unwrap();
+            let n = room.for_key("p").min(due.len());
+            let out: Vec<_> = due.drain(..n).map(|i| ("p".to_string(), i)).collect();
+            async move { out }
+        },
+        move |_item: u32| {
+            let f = f.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                *f.lock().unwrap() += 1;
+            }
+        },
     );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let back = stop(stop_tx, pool).await.len();
+    let (finished, left) = (*finished.lock().unwrap(), due.lock().unwrap().len());
     assert_eq!(
         finished, 2,
         "the two running items finished before run returned"
@@ -307,53 +320,42 @@ async fn queued_items_start_while_a_slow_claim_waits_for_its_commit() {
     // The first claim brings 8 items at once; every later one takes 1 s (a
     // store slow to commit) and brings nothing.
     let claims = Arc::new(Mutex::new(0u32));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let ended: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let given_back = Arc::new(Mutex::new(Vec::new()));
     let t0 = Instant::now();
-    let (c, e, g) = (claims.clone(), ended.clone(), given_back.clone());
-    let pool = tokio::spawn(async move {
-        let wake = Wake::default();
-        run(
-            settings(2, 4),
-            |_| 2,
-            &wake,
-            tokio::sync::mpsc::unbounded_channel().1,
-            stop_rx,
-            move |room: Room| {
-                let first = {
-                    let mut n = c.lock().unwrap();
-                    *n += 1;
-                    *n == 1
-                };
-                let out: Vec<(String, u32)> = if first {
-                    (0..room.for_key("p").min(8) as u32)
-                        .map(|i| ("p".to_string(), i))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                async move {
-                    if !first {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    out
+    let (c, e) = (claims.clone(), ended.clone());
+    let (stop_tx, pool) = spawn_loop(
+        settings(2, 4),
+        |_| 2,
+        move |room: Room| {
+            let first = {
+                let mut n = c.lock().unwrap();
+                *n += 1;
+                *n == 1
+            };
+            let out: Vec<(String, u32)> = if first {
+                (0..room.for_key("p").min(8) as u32)
+                    .map(|i| ("p".to_string(), i))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            async move {
+                if !first {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-            },
-            move |_item: u32| {
-                let e = e.clone();
-                async move {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    e.lock().unwrap().push(t0.elapsed());
-                }
-            },
-            move |left: Vec<u32>| async move { g.lock().unwrap().extend(left) },
-        )
-        .await
-    });
+                out
+            }
+        },
+        move |_item: u32| {
+            let e = e.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                e.lock().unwrap().push(t0.elapsed());
+            }
+        },
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop_tx.send(true).unwrap();
-    pool.await.unwrap();
+    let given_back = stop(stop_tx, pool).await;
     let ended = ended.lock().unwrap().clone();
     // Two workers, 10 ms each: the 8 items end by about 40 ms. A claim
     // awaited in the loop would have held the last 6 back until it returned.
@@ -363,5 +365,5 @@ async fn queued_items_start_while_a_slow_claim_waits_for_its_commit() {
         "{ended:?}"
     );
     assert!(*claims.lock().unwrap() >= 2, "a second claim was made");
-    assert!(given_back.lock().unwrap().is_empty());
+    assert!(given_back.is_empty());
 }

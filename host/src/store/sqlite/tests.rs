@@ -299,23 +299,36 @@ async fn migrating_to_v3_indexes_the_events_already_stored() {
     }
 }
 
-#[tokio::test]
-async fn pruning_reads_the_partial_index_not_every_finished_event() {
+/// A new store, migrated and open (it holds the lock), and a connection of
+/// its own to it.
+fn migrated() -> (tempfile::TempDir, SqliteStore, rusqlite::Connection) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    let _store = SqliteStore::open(&path, 1000).unwrap();
+    let store = SqliteStore::open(&path, 1000).unwrap();
     let conn = schema::open(&path).unwrap();
-    let plan: Vec<String> = conn
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN {}",
-            super::retain::PRUNABLE_ROOTS
-        ))
+    (dir, store, conn)
+}
+
+/// SQLite's plan for `sql` with `params`, its steps joined by "; ".
+fn plan(conn: &rusqlite::Connection, sql: &str, params: impl rusqlite::Params) -> String {
+    let steps: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
         .unwrap()
-        .query_map(rusqlite::params![0, 100], |r| r.get::<_, String>(3))
+        .query_map(params, |r| r.get::<_, String>(3))
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
-    let plan = plan.join("; ");
+    steps.join("; ")
+}
+
+#[tokio::test]
+async fn pruning_reads_the_partial_index_not_every_finished_event() {
+    let (_dir, _store, conn) = migrated();
+    let plan = plan(
+        &conn,
+        super::retain::PRUNABLE_ROOTS,
+        rusqlite::params![0, 100],
+    );
     assert!(
         plan.contains("events_prunable") && !plan.contains("TEMP B-TREE"),
         "{plan}"
@@ -324,19 +337,9 @@ async fn pruning_reads_the_partial_index_not_every_finished_event() {
 
 #[tokio::test]
 async fn a_tree_is_found_through_the_partial_tree_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let _store = SqliteStore::open(&path, 1000).unwrap();
-    let conn = schema::open(&path).unwrap();
+    let (_dir, _store, conn) = migrated();
     for sql in [super::retain::DESCENDANTS, super::retain::DESCENDANT_OPEN] {
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .unwrap()
-            .query_map(["r"], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let plan = plan.join("; ");
+        let plan = plan(&conn, sql, ["r"]);
         assert!(
             plan.contains("events_root") && !plan.contains("SCAN events"),
             "{sql}: {plan}"
@@ -438,10 +441,7 @@ async fn claims_and_prunes_keep_their_compiled_statements() {
     // SQLite compiles a statement again at each run when a subquery's LIMIT is
     // a bare parameter (it reads its value while planning): 4% of the writer's
     // time end to end went to that.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let _store = SqliteStore::open(&path, 1000).unwrap();
-    let conn = schema::open(&path).unwrap();
+    let (_dir, _store, conn) = migrated();
     type Params<'a> = &'a dyn Fn(i64) -> Vec<rusqlite::types::Value>;
     let cases: [(&str, Params); 3] = [
         (super::ops::CLAIM_DELIVERIES, &|i| {
