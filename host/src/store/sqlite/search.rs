@@ -12,7 +12,7 @@
 //! under a burst it falls behind and catches up after.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -38,8 +38,8 @@ const GATHER: Duration = Duration::from_millis(100);
 
 /// How the indexer thread is scheduled: below the router's other threads, so
 /// ingest and delivery come first.
-#[derive(Clone, Copy)]
-enum Lane {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lane {
     /// Nice 10, while it holds a read snapshot of the store: a snapshot held
     /// open holds the checkpointer back, and a RESTART checkpoint waits for it
     /// with the writer's lock taken, so the read must not starve.
@@ -48,6 +48,8 @@ enum Lane {
     /// all of its CPU): it runs only on a core nothing else wants. At nice 10
     /// alone it still took its share of a busy core, and idle-scheduled it
     /// left durable ingest about 15% more on the 2-core machine (BENCHMARKS.md).
+    /// Not while a search waits for the index: on a machine kept busy, an
+    /// idle-scheduled indexer would keep that search waiting to its limit.
     Indexing,
 }
 
@@ -137,6 +139,8 @@ pub(super) struct Search {
     poked: Condvar,
     /// A search waits for the index: no gathering.
     awaited: AtomicBool,
+    /// Searches waiting for the index now: it indexes at nice 10, not idle.
+    waiting: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -154,6 +158,7 @@ impl Search {
             poke: Mutex::new(false),
             poked: Condvar::new(),
             awaited: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let (shared, store) = (search.clone(), store.to_path_buf());
@@ -187,11 +192,29 @@ impl Search {
         if *rx.borrow() >= seq {
             return true;
         }
+        // Counted while it waits, however the wait ends (or is dropped).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
         self.awaited.store(true, Ordering::Relaxed);
         self.poke();
         tokio::time::timeout(limit, rx.wait_for(|v| *v >= seq))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The lane to tokenize and merge in: idle, unless a search waits.
+    pub(super) fn indexing_lane(&self) -> Lane {
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            Lane::Reading
+        } else {
+            Lane::Indexing
+        }
     }
 
     /// Waits until poked (or [`IDLE`]); after a commit's poke, lets more
@@ -236,7 +259,7 @@ impl Search {
         events.pragma_update(None, "cache_size", -512)?;
         let mut mark = *self.indexed.borrow();
         while !self.stop.load(Ordering::Relaxed) {
-            let forgot = forget(&events, &mut index)?;
+            let forgot = forget(&events, &mut index, self)?;
             if !forgot.is_empty() {
                 // Counted in the writer's queue like every command it takes.
                 let (reply, _) = tokio::sync::oneshot::channel();
@@ -245,7 +268,7 @@ impl Search {
                     queue.queued.fetch_sub(1, Ordering::Relaxed);
                 }
             }
-            let (next, full) = index_new(&events, &mut index, mark)?;
+            let (next, full) = index_new(&events, &mut index, mark, self)?;
             if next != mark {
                 mark = next;
                 self.indexed.send_replace(mark);
@@ -259,14 +282,18 @@ impl Search {
 }
 
 /// Removes from the index the events the writer deleted; returns their `seq`s.
-fn forget(events: &Connection, index: &mut Connection) -> rusqlite::Result<Vec<i64>> {
+fn forget(
+    events: &Connection,
+    index: &mut Connection,
+    search: &Search,
+) -> rusqlite::Result<Vec<i64>> {
     enter(Lane::Reading);
     let gone: Vec<i64> = events
         .prepare_cached("SELECT seq FROM search_gone ORDER BY seq LIMIT ?1")?
         .query_map([BATCH as i64], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     if !gone.is_empty() {
-        enter(Lane::Indexing);
+        enter(search.indexing_lane());
         let tx = index.transaction()?;
         {
             let mut del = tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?;
@@ -285,6 +312,7 @@ fn index_new(
     events: &Connection,
     index: &mut Connection,
     mark: i64,
+    search: &Search,
 ) -> rusqlite::Result<(i64, bool)> {
     enter(Lane::Reading);
     // One read transaction: the rows and the last `seq` of the same snapshot.
@@ -315,7 +343,7 @@ fn index_new(
         None => last_seq(&snapshot)?.max(mark),
     };
     snapshot.finish()?;
-    enter(Lane::Indexing);
+    enter(search.indexing_lane());
     if next == mark {
         return Ok((mark, false));
     }

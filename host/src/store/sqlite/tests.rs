@@ -399,6 +399,24 @@ fn policies_of(name: &str) -> Vec<u32> {
     found
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_search_waiting_for_the_index_lifts_it_out_of_the_idle_lane() {
+    use super::search::Lane;
+    let (_dir, store, _conn) = migrated();
+    let search = store.search.clone();
+    assert_eq!(search.indexing_lane(), Lane::Indexing, "nobody waits");
+    // A wait for an event that never comes, until its limit.
+    let waiting = {
+        let search = search.clone();
+        tokio::spawn(async move { search.caught_up(i64::MAX, Duration::from_secs(5)).await })
+    };
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(search.indexing_lane(), Lane::Reading, "a search waits");
+    assert!(!waiting.await.unwrap(), "it was never caught up");
+    assert_eq!(search.indexing_lane(), Lane::Indexing, "the wait is over");
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_indexer_waits_idle_scheduled_below_every_other_thread() {
