@@ -114,6 +114,8 @@ impl SqliteStore {
             queued: AtomicUsize::new(0),
             full: AtomicBool::new(false),
             alive: AtomicBool::new(true),
+            restart_wal: AtomicBool::new(false),
+            checkpointer: Default::default(),
         });
         let wake = Arc::new(Wake::default());
         let search = search::Search::start(path, tx.clone(), state.clone())
@@ -131,7 +133,7 @@ impl SqliteStore {
             .spawn(move || w.run(rx))
             .context("cannot start the store writer thread")?;
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
-        spawn_checkpointer(path, stop_checkpoints.clone())?;
+        spawn_checkpointer(path, state.clone(), stop_checkpoints.clone())?;
         Ok(SqliteStore {
             tx,
             state,
@@ -223,15 +225,19 @@ fn gone() -> StoreError {
 /// Copies committed WAL frames into the database file, off the writer's
 /// thread. Passive checkpoints never block the writer, but under sustained load
 /// they never quite catch up, and the WAL is only started over once one has. So
-/// when the WAL passes [`WAL_BOUND`], a RESTART checkpoint copies what the passive
-/// ones left (little, as they run often) while holding the writer back for just
-/// that long, and makes the writer start the WAL over; `journal_size_limit` then
-/// cuts the file back. The WAL stays bounded under any load.
-fn spawn_checkpointer(path: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// when the WAL holds more than [`WAL_BOUND`] after a passive checkpoint, the
+/// writer is asked to start it over between two batches (see
+/// `Writer::restart_wal`): it copies what the passive one left (little, as they
+/// run often) and has the next commit write the WAL from its start. The commit
+/// that takes the WAL past its bound wakes this thread at once, so the WAL
+/// passes its bound by what is written during one passive checkpoint, at any
+/// rate.
+fn spawn_checkpointer(
+    path: &Path,
+    state: Arc<WriterState>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let path = path.to_path_buf();
-    let mut wal = path.as_os_str().to_os_string();
-    wal.push("-wal");
-    let wal = PathBuf::from(wal);
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
@@ -241,12 +247,20 @@ fn spawn_checkpointer(path: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<()> 
             };
             // A checkpoint copies pages from the WAL; it needs no cache of its own.
             let _ = conn.pragma_update(None, "cache_size", -1024);
+            let page: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap_or(4096);
+            let _ = state.checkpointer.set(std::thread::current());
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_BOUND);
-                let mode = if big { "RESTART" } else { "PASSIVE" };
-                if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-                    tracing::debug!(error = %e, mode, "checkpoint failed; retrying");
+                // Woken early by a commit that takes the WAL past its bound.
+                std::thread::park_timeout(CHECKPOINT_EVERY);
+                // (busy, frames in the WAL, frames copied)
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+                    Ok(frames) if frames * page > WAL_BOUND as i64 => {
+                        state.restart_wal.store(true, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "checkpoint failed; retrying"),
                 }
             }
         })

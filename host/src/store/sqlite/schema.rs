@@ -247,6 +247,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a connection waits for a lock another one holds.
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Opens `path` with the pragmas every connection uses.
 pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -254,12 +257,14 @@ pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     // FULL: the WAL is fsynced at every commit, so a 2xx means the event is on disk.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // 64 MiB of page cache: the hot end of the tables stays in memory.
     conn.pragma_update(None, "cache_size", -65536)?;
-    // Checkpoints run on a connection of their own (see `maintain`), never
-    // inside the writer's commit; after one, the WAL file is cut back to this.
+    // Checkpoints run on a connection of their own (see `spawn_checkpointer`),
+    // never inside the writer's commit. The WAL is started over once it holds
+    // WAL_BOUND; its file keeps up to twice that, so that the next frames
+    // overwrite blocks the file already has rather than allocating new ones.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.pragma_update(None, "journal_size_limit", super::WAL_BOUND as i64)?;
+    conn.pragma_update(None, "journal_size_limit", 2 * super::WAL_BOUND as i64)?;
     Ok(conn)
 }

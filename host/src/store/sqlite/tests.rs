@@ -51,6 +51,8 @@ async fn a_failing_command_fails_alone_in_its_batch() {
             queued: AtomicUsize::new(4),
             full: AtomicBool::new(false),
             alive: AtomicBool::new(true),
+            restart_wal: AtomicBool::new(false),
+            checkpointer: Default::default(),
         }),
         wake: Arc::new(Wake::default()),
         owner: "test".into(),
@@ -497,4 +499,62 @@ async fn claims_and_prunes_keep_their_compiled_statements() {
             "{sql}"
         );
     }
+}
+
+/// Under ingests that never let the writer pause, the WAL is still started
+/// over at its bound, so its file stays within the journal size limit (twice
+/// the bound) while many times that is written. Run from the checkpointer
+/// alone, every 250 ms, the restart waited on the writer's lock and the file
+/// grew past 200 MiB under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_writes_that_never_pause_the_wal_stays_bounded() {
+    let (dir, store, conn) = migrated();
+    let store = Arc::new(store);
+    let wal = dir.path().join("s.db-wal");
+    const BODY: usize = 8 << 10;
+    const TASKS: usize = 32;
+    // Bodies alone: six times the bound, three times the file's limit.
+    let each = (6 * WAL_BOUND as usize) / BODY / TASKS;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = {
+        let (stop, wal) = (stop.clone(), wal.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut max = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            max
+        })
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for i in 0..each {
+                let mut e = event("s", None);
+                e.body = format!(r#"{{"task":{t},"n":{i},"pad":"{}"}}"#, "x".repeat(BODY));
+                let new = crate::store::NewEvent {
+                    event: e,
+                    plugins: vec!["p".into()],
+                };
+                store.ingest(new).await.unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let max = watch.await.unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored as usize, TASKS * each);
+    assert!(
+        max <= 2 * WAL_BOUND,
+        "the WAL file reached {} MiB; its bound is {} MiB and its limit twice that",
+        max >> 20,
+        WAL_BOUND >> 20
+    );
 }

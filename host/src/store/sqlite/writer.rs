@@ -35,6 +35,10 @@ const MAX_BATCH: usize = 1024;
 const GATHER_FOR: Duration = Duration::from_millis(4);
 const GATHER_UP_TO: usize = 128;
 
+/// How long the writer's restart of the WAL waits for readers of its old
+/// frames before it gives up until the next round.
+const RESTART_WAIT: Duration = Duration::from_millis(20);
+
 /// After a window this long with fewer than [`QUIET`] commands (the
 /// periodic claims and prunes of an idle router), following one with more, the
 /// writer hands its page cache back (`PRAGMA shrink_memory`): a burst fills
@@ -147,6 +151,23 @@ pub(super) struct WriterState {
     /// Set while commits fail for lack of space; cleared by the next success.
     pub full: AtomicBool,
     pub alive: AtomicBool,
+    /// Set by the checkpointer when the WAL holds more than
+    /// [`super::WAL_BOUND`]: the writer starts it over before its next batch
+    /// (see [`Writer::restart_wal`]).
+    pub restart_wal: AtomicBool,
+    /// The checkpoint thread, woken by the writer when a commit takes the WAL
+    /// past its bound, so the WAL's growth does not wait for the next round.
+    pub checkpointer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+thread_local! {
+    /// Frames in the WAL after the writer's last commit (SQLite's WAL hook).
+    static WAL_FRAMES: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(frames.into());
+    Ok(())
 }
 
 pub(super) struct Writer {
@@ -166,6 +187,13 @@ impl Writer {
         // (When the window began, commands in it), and whether the cache was
         // given back since the last busy window.
         let (mut window, mut commands, mut shrunk) = (Instant::now(), 0, true);
+        self.conn.wal_hook(Some(note_wal_frames));
+        let page: i64 = self
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap_or(4096);
+        // Whether the checkpointer was woken for the WAL's present growth.
+        let mut woken = false;
         loop {
             let next = rx.recv_timeout(IDLE_SHRINK);
             if window.elapsed() >= IDLE_SHRINK {
@@ -182,10 +210,21 @@ impl Writer {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            if self.state.restart_wal.swap(false, Ordering::Relaxed) {
+                self.restart_wal();
+            }
             let batch = gather(&rx, first);
             commands += batch.len();
             shrunk &= commands < QUIET;
             self.process(batch);
+            if WAL_FRAMES.get() * page <= super::WAL_BOUND as i64 {
+                woken = false;
+            } else if !woken {
+                woken = true;
+                if let Some(t) = self.state.checkpointer.get() {
+                    t.unpark();
+                }
+            }
         }
         self.state.alive.store(false, Ordering::Relaxed);
     }
@@ -254,6 +293,28 @@ impl Writer {
             search.poke();
         }
         crate::metrics::observe_batch(n);
+    }
+
+    /// Copies what is left of the WAL into the database and has the next commit
+    /// write it from its start again, overwriting the frames it holds rather
+    /// than growing the file. Only between this thread's transactions can that
+    /// be done at once: run from the checkpointer, the checkpoint waited on
+    /// this thread's write lock, which under steady load it took only seconds
+    /// later, by which time the WAL had grown to 200-250 MiB (BENCHMARKS.md).
+    /// The passive checkpoint just before leaves little to copy. Readers get
+    /// [`RESTART_WAIT`] to move off the WAL's old frames; if one is still
+    /// reading, the WAL goes on growing and the next round tries again.
+    pub(super) fn restart_wal(&mut self) {
+        let _ = self.conn.busy_timeout(RESTART_WAIT);
+        let busy = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        let _ = self.conn.busy_timeout(super::schema::BUSY_TIMEOUT);
+        match busy {
+            Ok(0) => {}
+            Ok(_) => tracing::debug!("WAL restart waited on a reader; retried at the next round"),
+            Err(e) => tracing::warn!(error = %e, "WAL restart failed; retried at the next round"),
+        }
     }
 
     fn out_of_space(&mut self, e: &rusqlite::Error) {
