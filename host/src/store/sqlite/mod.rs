@@ -16,6 +16,7 @@ mod read;
 mod retain;
 mod schema;
 mod search;
+mod walvfs;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -93,8 +94,8 @@ impl SqliteStore {
                 .with_context(|| format!("cannot create store folder {}", dir.display()))?;
         }
         let lock = lock::acquire(path)?;
-        let mut conn =
-            schema::open(path).with_context(|| format!("cannot open store {}", path.display()))?;
+        let mut conn = schema::open_writer(path)
+            .with_context(|| format!("cannot open store {}", path.display()))?;
         schema::migrate(&mut conn)
             .with_context(|| format!("cannot migrate store {}", path.display()))?;
         // The writer appends, claims through small indexes and finishes recent

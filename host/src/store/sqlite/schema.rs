@@ -252,7 +252,26 @@ pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 
 /// Opens `path` with the pragmas every connection uses.
 pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+    configure(Connection::open(path)?)
+}
+
+/// Opens `path` for the writer: as [`open`], through the VFS that writes each
+/// commit's WAL frames in one call (see `walvfs`).
+pub(crate) fn open_writer(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    super::walvfs::register()?;
+    let conn = configure(Connection::open_with_flags_and_vfs(
+        path,
+        rusqlite::OpenFlags::default(),
+        super::walvfs::NAME,
+    )?)?;
+    // The gathered frames reach the file at the commit's sync; with fewer syncs,
+    // other connections could read frames still gathered.
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    assert_eq!(sync, 2, "the writer's VFS needs synchronous=FULL");
+    Ok(conn)
+}
+
+fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: the WAL is fsynced at every commit, so a 2xx means the event is on disk.
     conn.pragma_update(None, "synchronous", "FULL")?;

@@ -515,7 +515,15 @@ async fn under_writes_that_never_pause_the_wal_stays_bounded() {
     const TASKS: usize = 32;
     // Bodies alone: six times the bound, three times the file's limit.
     let each = (6 * WAL_BOUND as usize) / BODY / TASKS;
+    // Stops the watch however the test ends, so a failure cannot hang it.
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Stop(stop.clone());
     let watch = {
         let (stop, wal) = (stop.clone(), wal.clone());
         tokio::task::spawn_blocking(move || {
@@ -545,7 +553,7 @@ async fn under_writes_that_never_pause_the_wal_stays_bounded() {
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(stopping);
     let max = watch.await.unwrap();
     let stored: i64 = conn
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
