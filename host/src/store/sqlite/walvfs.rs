@@ -23,9 +23,10 @@ use rusqlite::ffi;
 /// The name connections open the writer's VFS by.
 pub(crate) const NAME: &CStr = c"hookrouter-wal";
 
-/// Gathered bytes past this are written at once, so a large transaction never
-/// holds much in memory.
-const MAX_GATHERED: usize = 4 << 20;
+/// At most this much is gathered (a commit of 60 frames is 247 KB): larger
+/// transactions are written in parts of this size. The buffer is allocated at
+/// this size once and never grown, so the writer's memory stays bounded by it.
+const MAX_GATHERED: usize = 1 << 20;
 
 /// The most one call to the platform VFS writes: the unix VFS writes at most
 /// 128 KiB less one byte per call (it masks the length) and reports the rest
@@ -180,24 +181,31 @@ unsafe extern "C" fn write(
     offset: i64,
 ) -> c_int {
     unsafe {
+        let amount = amount as usize;
         let g = &mut *(*(f as *mut Gathering)).gathered;
-        if !g.bytes.is_empty() && g.at + g.bytes.len() as i64 != offset {
+        let follows = g.at + g.bytes.len() as i64 == offset;
+        if !g.bytes.is_empty() && (!follows || g.bytes.len() + amount > MAX_GATHERED) {
             let rc = flush(f);
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
         }
+        if amount > MAX_GATHERED {
+            let (inner, m) = real(f);
+            return match m.xWrite {
+                Some(write) => write(inner, data, amount as c_int, offset),
+                None => ffi::SQLITE_IOERR_WRITE,
+            };
+        }
+        let g = &mut *(*(f as *mut Gathering)).gathered;
         if g.bytes.is_empty() {
             g.at = offset;
         }
-        let g = &mut *(*(f as *mut Gathering)).gathered;
-        g.bytes.extend_from_slice(std::slice::from_raw_parts(
-            data.cast::<u8>(),
-            amount as usize,
-        ));
-        if g.bytes.len() >= MAX_GATHERED {
-            return flush(f);
+        if g.bytes.capacity() < MAX_GATHERED {
+            g.bytes.reserve_exact(MAX_GATHERED);
         }
+        g.bytes
+            .extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), amount));
         ffi::SQLITE_OK
     }
 }
