@@ -248,16 +248,14 @@ fn spawn_checkpointer(
             };
             // A checkpoint copies pages from the WAL; it needs no cache of its own.
             let _ = conn.pragma_update(None, "cache_size", -1024);
-            let page: i64 = conn
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .unwrap_or(4096);
+            let bound = schema::wal_bound_frames(&conn);
             let _ = state.checkpointer.set(std::thread::current());
             while !stop.load(Ordering::Relaxed) {
                 // Woken early by a commit that takes the WAL past its bound.
                 std::thread::park_timeout(CHECKPOINT_EVERY);
                 // (busy, frames in the WAL, frames copied)
                 match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-                    Ok(frames) if frames * page > WAL_BOUND as i64 => {
+                    Ok(frames) if frames > bound => {
                         state.restart_wal.store(true, Ordering::Relaxed);
                     }
                     Ok(_) => {}

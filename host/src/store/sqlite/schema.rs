@@ -247,6 +247,14 @@ pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many frames the WAL holds at [`super::WAL_BOUND`], for `conn`'s page size.
+pub(crate) fn wal_bound_frames(conn: &Connection) -> i64 {
+    let page: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap_or(4096);
+    super::WAL_BOUND as i64 / page
+}
+
 /// How long a connection waits for a lock another one holds.
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 

@@ -64,7 +64,8 @@ static VFS: OnceLock<Result<Box<Vfs>, c_int>> = OnceLock::new();
 /// Registers the VFS (once per process); its name is [`NAME`].
 pub(crate) fn register() -> rusqlite::Result<()> {
     let vfs = VFS.get_or_init(|| {
-        // SAFETY: the default VFS lives for the process; ours is leaked below.
+        // SAFETY: the default VFS lives for the process, and ours lives in
+        // VFS, which is never dropped.
         unsafe {
             let real = ffi::sqlite3_vfs_find(std::ptr::null());
             if real.is_null() {
@@ -107,6 +108,9 @@ unsafe extern "C" fn open(
     out_flags: *mut c_int,
 ) -> c_int {
     let real = real_vfs();
+    if real.is_null() {
+        return ffi::SQLITE_ERROR;
+    }
     // SAFETY: SQLite gives `file` our szOsFile bytes, which hold the platform
     // VFS's file at REAL_AT (or at 0, for a file we leave to it).
     unsafe {

@@ -188,10 +188,7 @@ impl Writer {
         // given back since the last busy window.
         let (mut window, mut commands, mut shrunk) = (Instant::now(), 0, true);
         self.conn.wal_hook(Some(note_wal_frames));
-        let page: i64 = self
-            .conn
-            .query_row("PRAGMA page_size", [], |r| r.get(0))
-            .unwrap_or(4096);
+        let bound = super::schema::wal_bound_frames(&self.conn);
         // Whether the checkpointer was woken for the WAL's present growth.
         let mut woken = false;
         loop {
@@ -217,7 +214,7 @@ impl Writer {
             commands += batch.len();
             shrunk &= commands < QUIET;
             self.process(batch);
-            if WAL_FRAMES.get() * page <= super::WAL_BOUND as i64 {
+            if WAL_FRAMES.get() <= bound {
                 woken = false;
             } else if !woken {
                 woken = true;
@@ -304,7 +301,7 @@ impl Writer {
     /// The passive checkpoint just before leaves little to copy. Readers get
     /// [`RESTART_WAIT`] to move off the WAL's old frames; if one is still
     /// reading, the WAL goes on growing and the next round tries again.
-    pub(super) fn restart_wal(&mut self) {
+    fn restart_wal(&mut self) {
         let _ = self.conn.busy_timeout(RESTART_WAIT);
         let busy = self
             .conn
