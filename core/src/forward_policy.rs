@@ -72,21 +72,27 @@ pub fn check(
     headers: &[(String, String)],
     policy: Policy<'_>,
 ) -> Result<Permit, String> {
-    let shown = redact(url);
-    let uri: http::Uri = url.parse().map_err(|_| format!("invalid url {shown}"))?;
+    // The redacted form is built only for an error: it parses the URL again.
+    let shown = || redact(url);
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("invalid url {}", shown()))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err(format!("url {shown} is not http or https")),
+        _ => return Err(format!("url {} is not http or https", shown())),
     };
     let authority = uri
         .authority()
-        .ok_or_else(|| format!("url {shown} has no host"))?;
+        .ok_or_else(|| format!("url {} has no host", shown()))?;
     if authority.as_str().contains('@') {
-        return Err(format!("url {shown} carries credentials before its host"));
+        return Err(format!(
+            "url {} carries credentials before its host",
+            shown()
+        ));
     }
     let host = net::normalize_host(authority.host())
-        .ok_or_else(|| format!("url {shown} has an invalid host"))?;
+        .ok_or_else(|| format!("url {} has an invalid host", shown()))?;
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     check_headers(headers)?;
     let ip = host.parse::<IpAddr>().ok();
