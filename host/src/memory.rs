@@ -16,9 +16,9 @@ use tokio::sync::watch;
 /// glibc's malloc arenas: two per core of the 2-core machine the targets are
 /// measured on. At two in all, threads met on the arenas' locks: end to end,
 /// `futex` calls from inside malloc and free were about 5% of the tokio
-/// threads' time. Four kept resident memory after 250,000 events at 56 MiB
-/// (two: 53; glibc's default of 8 per core: about 100), and cut the CPU per
-/// event by about a tenth (BENCHMARKS.md).
+/// threads' time. With four, the CPU per event end to end fell from a mean of
+/// 247 to 212 µs (two runs of each, alternating), and resident memory after a
+/// 64-connection run rose from 53 to 57 MB (BENCHMARKS.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const ARENAS: libc::c_int = 4;
 

@@ -307,16 +307,36 @@ pub(super) fn finish_delivery(
             Finished::Stale
         });
     }
-    // The lease is checked, and the row read, in one statement.
-    let current: Option<(String, String, u32)> = tx
-        .prepare_cached(
+    // A run that emitted nothing is done whatever it forwards: the lease is
+    // checked, the row written and read back, in one statement. (Emits are
+    // first checked against the tree's budget, which may fail the run.)
+    let done_at_once =
+        matches!(outcome, DeliveryOutcome::Done { emitted, .. } if emitted.is_empty());
+    let current: Option<(String, String, u32)> = if let DeliveryOutcome::Done { version, .. } =
+        outcome
+        && done_at_once
+    {
+        tx.prepare_cached(
+            "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lease_until = 0,
+             lease_token = 0, lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4
+             WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'
+             RETURNING event_id, plugin, attempts - 1",
+        )?
+        .query_row(params![id.0, token.0, version, now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?
+    } else {
+        // The lease is checked, and the row read, in one statement.
+        tx.prepare_cached(
             "SELECT event_id, plugin, attempts FROM deliveries
              WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'",
         )?
         .query_row(params![id.0, token.0], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
-        .optional()?;
+        .optional()?
+    };
     let Some((event_id, plugin, attempts)) = current else {
         return Ok(Finished::Stale);
     };
@@ -359,11 +379,13 @@ pub(super) fn finish_delivery(
                 )?;
                 return Ok(over);
             }
-            tx.prepare_cached(
-                "UPDATE deliveries SET state = 'done', attempts = ?2, lease_until = 0, lease_token = 0,
-                 lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4 WHERE id = ?1",
-            )?
-            .execute(params![id.0, attempt, version, now])?;
+            if !done_at_once {
+                tx.prepare_cached(
+                    "UPDATE deliveries SET state = 'done', attempts = ?2, lease_until = 0, lease_token = 0,
+                     lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4 WHERE id = ?1",
+                )?
+                .execute(params![id.0, attempt, version, now])?;
+            }
             record_attempt(
                 tx,
                 &event_id,
@@ -610,16 +632,6 @@ pub(super) fn finish_forward(
             Finished::Stale
         });
     }
-    let current: Option<(String, u32)> = tx
-        .prepare_cached(
-            "SELECT event_id, attempts FROM outbox WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'",
-        )?
-        .query_row(params![id.0, token.0], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((event_id, attempts)) = current else {
-        return Ok(Finished::Stale);
-    };
-    let attempt = attempts + 1;
     let (state, status, retry_at, error, timing) = match outcome {
         ForwardOutcome::Sent { status, timing } => ("done", Some(*status), None, None, timing),
         ForwardOutcome::Failed {
@@ -640,20 +652,30 @@ pub(super) fn finish_forward(
         ),
         ForwardOutcome::Release => unreachable!("handled above"),
     };
-    tx.prepare_cached(
-        "UPDATE outbox SET state = ?2, attempts = ?3, lease_until = 0, lease_token = 0,
-         lease_owner = NULL, status = ?4, due_at = ?5, last_error = ?6, updated_at = ?7
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        id.0,
-        state,
-        attempt,
-        status,
-        retry_at.unwrap_or(now),
-        error,
-        now
-    ])?;
+    // The lease is checked, the row written and read back, in one statement.
+    let current: Option<(String, u32)> = tx
+        .prepare_cached(
+            "UPDATE outbox SET state = ?3, attempts = attempts + 1, lease_until = 0, lease_token = 0,
+             lease_owner = NULL, status = ?4, due_at = ?5, last_error = ?6, updated_at = ?7
+             WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'
+             RETURNING event_id, attempts",
+        )?
+        .query_row(
+            params![
+                id.0,
+                token.0,
+                state,
+                status,
+                retry_at.unwrap_or(now),
+                error,
+                now
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((event_id, attempt)) = current else {
+        return Ok(Finished::Stale);
+    };
     match state {
         "done" => adjust(tx, &event_id, -1, 0)?,
         "dead" => adjust(tx, &event_id, -1, 1)?,
