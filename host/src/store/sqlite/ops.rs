@@ -310,32 +310,34 @@ pub(super) fn finish_delivery(
     // A run that emitted nothing is done whatever it forwards: the lease is
     // checked, the row written and read back, in one statement. (Emits are
     // first checked against the tree's budget, which may fail the run.)
-    let done_at_once =
-        matches!(outcome, DeliveryOutcome::Done { emitted, .. } if emitted.is_empty());
-    let current: Option<(String, String, u32)> = if let DeliveryOutcome::Done { version, .. } =
-        outcome
-        && done_at_once
-    {
-        tx.prepare_cached(
-            "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lease_until = 0,
-             lease_token = 0, lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4
-             WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'
-             RETURNING event_id, plugin, attempts - 1",
-        )?
-        .query_row(params![id.0, token.0, version, now], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?
-    } else {
+    let done_at_once = match outcome {
+        DeliveryOutcome::Done {
+            version, emitted, ..
+        } if emitted.is_empty() => Some(version),
+        _ => None,
+    };
+    let current: Option<(String, String, u32)> = match done_at_once {
+        Some(version) => tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lease_until = 0,
+                 lease_token = 0, lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4
+                 WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'
+                 RETURNING event_id, plugin, attempts - 1",
+            )?
+            .query_row(params![id.0, token.0, version, now], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?,
         // The lease is checked, and the row read, in one statement.
-        tx.prepare_cached(
-            "SELECT event_id, plugin, attempts FROM deliveries
-             WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'",
-        )?
-        .query_row(params![id.0, token.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?
+        None => tx
+            .prepare_cached(
+                "SELECT event_id, plugin, attempts FROM deliveries
+                 WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'",
+            )?
+            .query_row(params![id.0, token.0], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?,
     };
     let Some((event_id, plugin, attempts)) = current else {
         return Ok(Finished::Stale);
@@ -379,7 +381,7 @@ pub(super) fn finish_delivery(
                 )?;
                 return Ok(over);
             }
-            if !done_at_once {
+            if done_at_once.is_none() {
                 tx.prepare_cached(
                     "UPDATE deliveries SET state = 'done', attempts = ?2, lease_until = 0, lease_token = 0,
                      lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4 WHERE id = ?1",
