@@ -323,7 +323,7 @@ pub(crate) async fn retries_dead_letters_history_and_replay(s: Subject) {
 
 pub(crate) async fn outcomes_need_the_current_lease(s: Subject) {
     let store = s.store;
-    stored_id(&store, new(event("s", None), &["a"])).await;
+    let id = stored_id(&store, new(event("s", None), &["a"])).await;
     let c = store
         .claim_deliveries(DeliveryClaim {
             plugins: vec![("a".into(), 1)],
@@ -353,6 +353,14 @@ pub(crate) async fn outcomes_need_the_current_lease(s: Subject) {
             .unwrap()
             .is_empty()
     );
+    // A late success changes nothing either.
+    assert_eq!(
+        store
+            .finish_delivery(d, old, done(vec![], vec![]))
+            .await
+            .unwrap(),
+        Finished::Stale
+    );
     // ...while the current one is recorded, once.
     assert_eq!(
         store
@@ -360,6 +368,16 @@ pub(crate) async fn outcomes_need_the_current_lease(s: Subject) {
             .await
             .unwrap(),
         Finished::Recorded
+    );
+    // It is the first attempt recorded: the late ones counted for nothing.
+    let detail = store.event(id).await.unwrap().unwrap();
+    assert_eq!(
+        detail.deliveries[0]
+            .history
+            .iter()
+            .map(|a| (a.attempt, a.outcome.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "ok")]
     );
     assert_eq!(
         store
@@ -548,6 +566,11 @@ pub(crate) async fn forwards_and_emits_are_stored_with_the_outcome(s: Subject) {
             .map(|a| (a.outcome.as_str(), a.status))
             .collect::<Vec<_>>(),
         [("http", Some(500)), ("sent", Some(204))]
+    );
+    assert_eq!(
+        sent.history.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [1, 2],
+        "each attempt numbered once"
     );
     // Only the refused forward keeps the event dead; purging it finishes the event.
     let dead = store.dead(&DeadFilter::default(), 10).await.unwrap();

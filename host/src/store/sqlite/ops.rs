@@ -317,17 +317,7 @@ pub(super) fn finish_delivery(
         _ => None,
     };
     let current: Option<(String, String, u32)> = match done_at_once {
-        Some(version) => tx
-            .prepare_cached(
-                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lease_until = 0,
-                 lease_token = 0, lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4
-                 WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'
-                 RETURNING event_id, plugin, attempts - 1",
-            )?
-            .query_row(params![id.0, token.0, version, now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?,
+        Some(version) => mark_done(tx, id, token, version, now)?,
         // The lease is checked, and the row read, in one statement.
         None => tx
             .prepare_cached(
@@ -381,12 +371,9 @@ pub(super) fn finish_delivery(
                 )?;
                 return Ok(over);
             }
-            if done_at_once.is_none() {
-                tx.prepare_cached(
-                    "UPDATE deliveries SET state = 'done', attempts = ?2, lease_until = 0, lease_token = 0,
-                     lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4 WHERE id = ?1",
-                )?
-                .execute(params![id.0, attempt, version, now])?;
+            // (Read above under the same lease, in this transaction.)
+            if done_at_once.is_none() && mark_done(tx, id, token, version, now)?.is_none() {
+                return Ok(Finished::Stale);
             }
             record_attempt(
                 tx,
@@ -456,6 +443,27 @@ pub(super) fn finish_delivery(
         }
         DeliveryOutcome::Release { .. } => unreachable!("handled above"),
     }
+}
+
+/// Marks a delivery done if `token` still leases it, in one statement; its
+/// event, plugin and the attempts before this one.
+fn mark_done(
+    tx: &Connection,
+    id: DeliveryId,
+    token: LeaseToken,
+    version: &str,
+    now: i64,
+) -> rusqlite::Result<Option<(String, String, u32)>> {
+    tx.prepare_cached(
+        "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lease_until = 0,
+         lease_token = 0, lease_owner = NULL, version = ?3, last_error = NULL, updated_at = ?4
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'
+         RETURNING event_id, plugin, attempts - 1",
+    )?
+    .query_row(params![id.0, token.0, version, now], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .optional()
 }
 
 /// A failed attempt: due again at `retry_at`, or dead.
